@@ -1,0 +1,76 @@
+/**
+ * Channel membership: channel → members, in join order. A channel exists
+ * while it has members: created on first join, deleted when the last leaves.
+ *
+ * @module
+ */
+import type { SessionId } from "./registry.ts";
+
+/** Every channel and who is in it. */
+export interface Channels {
+  /** Channel name → member session → the name it joined under. */
+  readonly members: Map<string, Map<SessionId, string>>;
+}
+
+/** A channel and its member count, as the channel list shows it. */
+export interface ChannelSummary {
+  name: string;
+  members: number;
+}
+
+/** Creates an empty channel map. */
+export function createChannels(): Channels {
+  return { members: new Map() };
+}
+
+/** Adds a member; false when it was a member already. */
+export function joinChannel(
+  channels: Channels,
+  channel: string,
+  session: SessionId,
+  name: string,
+): boolean {
+  let members = channels.members.get(channel);
+  if (members === undefined) {
+    members = new Map();
+    channels.members.set(channel, members);
+  }
+  if (members.has(session)) return false;
+  members.set(session, name);
+  return true;
+}
+
+/** Removes a member; false when it was not one. Deletes the channel once empty. */
+export function leaveChannel(channels: Channels, channel: string, session: SessionId): boolean {
+  const members = channels.members.get(channel);
+  if (members === undefined || !members.delete(session)) return false;
+  if (members.size === 0) channels.members.delete(channel);
+  return true;
+}
+
+/** Whether `session` is a member of `channel`. */
+export function isMember(channels: Channels, channel: string, session: SessionId): boolean {
+  return channels.members.get(channel)?.has(session) ?? false;
+}
+
+/** The names of a channel's members, in join order. */
+export function memberNames(channels: Channels, channel: string): string[] {
+  return [...(channels.members.get(channel)?.values() ?? [])];
+}
+
+/** The sessions in a channel; empty when the channel does not exist. */
+export function audience(channels: Channels, channel: string): Iterable<SessionId> {
+  return channels.members.get(channel)?.keys() ?? [];
+}
+
+/** How many members a channel has. */
+export function memberCount(channels: Channels, channel: string): number {
+  return channels.members.get(channel)?.size ?? 0;
+}
+
+/** Every channel with its member count, sorted by name. */
+export function listChannels(channels: Channels): ChannelSummary[] {
+  return [...channels.members]
+    .map(([name, members]) => ({ name, members: members.size }))
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}

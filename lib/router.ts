@@ -1,0 +1,161 @@
+/**
+ * The command router: applies one validated command to the core state and
+ * says what must be sent, as effects. It does no I/O and never awaits, so
+ * each command is applied atomically.
+ *
+ * @module
+ */
+import {
+  type Channels,
+  isMember,
+  joinChannel,
+  leaveChannel,
+  listChannels,
+  memberNames,
+} from "./channels.ts";
+import type { ClientCommand, ErrorCode, MessageFrame, Ref, ServerFrame } from "./protocol.ts";
+import { NAME_PATTERN } from "./protocol.ts";
+import { claimName, type Registry, releaseName, type SessionId } from "./registry.ts";
+import type { Session } from "./session.ts";
+
+/** What the router asks the hub to send. */
+export type Effect =
+  /** A frame for the session whose command this is. */
+  | { kind: "reply"; frame: ServerFrame }
+  /** A frame for every member of a channel, but `except` when given. */
+  | { kind: "publish"; channel: string; frame: ServerFrame; except?: SessionId };
+
+/** The shared state every session's commands act on. */
+export interface Core {
+  readonly registry: Registry;
+  readonly channels: Channels;
+  /** A new, unique message id. */
+  messageId(): string;
+  /** The current time in milliseconds since the epoch. */
+  now(): number;
+}
+
+/** Applies `command` from `session` and returns the frames to send. */
+export function route(core: Core, session: Session, command: ClientCommand): Effect[] {
+  const ref = command.ref;
+  switch (command.type) {
+    case "ping":
+      return [reply({ type: "pong", ref })];
+    case "channels":
+      return [reply({ type: "channels", channels: listChannels(core.channels), ref })];
+    case "login":
+      return login(core, session, command.name, ref);
+  }
+  if (session.name === null) {
+    return [error("not_logged_in", `Log in before "${command.type}"`, ref)];
+  }
+  switch (command.type) {
+    case "logout": {
+      const effects = leaveAll(core, session);
+      releaseName(core.registry, session.id);
+      session.name = null;
+      effects.push(reply({ type: "logged_out", ref }));
+      return effects;
+    }
+    case "join":
+      return join(core, session, session.name, command.channel, ref);
+    case "leave": {
+      if (!session.channels.has(command.channel)) {
+        return [error("not_joined", `Not a member of channel "${command.channel}"`, ref)];
+      }
+      return [
+        ...leave(core, session, command.channel),
+        reply({ type: "left", channel: command.channel, ref }),
+      ];
+    }
+    case "broadcast":
+      if (!isMember(core.channels, command.channel, session.id)) {
+        return [error("not_joined", `Join channel "${command.channel}" before broadcasting`, ref)];
+      }
+      return [{
+        kind: "publish",
+        channel: command.channel,
+        frame: messageFrame(core, command.channel, session.name, command.text),
+      }];
+  }
+}
+
+/** Everything a closing connection leaves behind: its channels and its name. */
+export function disconnect(core: Core, session: Session): Effect[] {
+  const effects = leaveAll(core, session);
+  releaseName(core.registry, session.id);
+  session.name = null;
+  return effects;
+}
+
+/** A new chat message, stamped with an id and the time. */
+export function messageFrame(
+  core: Core,
+  channel: string,
+  from: string,
+  text: string,
+): MessageFrame {
+  const ts = new Date(core.now()).toISOString();
+  return { type: "message", channel, from, text, id: core.messageId(), ts };
+}
+
+function login(core: Core, session: Session, requested: string, ref: Ref | undefined): Effect[] {
+  if (session.name !== null) {
+    return [error("already_logged_in", `Already logged in as "${session.name}"`, ref)];
+  }
+  // The schema checked the name as sent; NFKC can change its length or letters.
+  const name = requested.normalize("NFKC");
+  if (!NAME_PATTERN.test(name)) return [error("invalid_name", `Invalid name "${name}"`, ref)];
+  if (!claimName(core.registry, name, session.id)) {
+    return [error("name_taken", `Name "${name}" is taken`, ref)];
+  }
+  session.name = name;
+  return [reply({ type: "welcome", name, ref })];
+}
+
+function join(
+  core: Core,
+  session: Session,
+  name: string,
+  channel: string,
+  ref: Ref | undefined,
+): Effect[] {
+  const effects: Effect[] = [];
+  // Joining twice is answered again but announced once.
+  if (joinChannel(core.channels, channel, session.id, name)) {
+    session.channels.add(channel);
+    effects.push({
+      kind: "publish",
+      channel,
+      frame: { type: "presence", channel, event: "join", name },
+      except: session.id,
+    });
+  }
+  effects.push(
+    reply({ type: "joined", channel, members: memberNames(core.channels, channel), ref }),
+  );
+  return effects;
+}
+
+function leave(core: Core, session: Session, channel: string): Effect[] {
+  session.channels.delete(channel);
+  if (!leaveChannel(core.channels, channel, session.id) || session.name === null) return [];
+  return [{
+    kind: "publish",
+    channel,
+    frame: { type: "presence", channel, event: "leave", name: session.name },
+  }];
+}
+
+function leaveAll(core: Core, session: Session): Effect[] {
+  return [...session.channels].flatMap((channel) => leave(core, session, channel));
+}
+
+function reply(frame: ServerFrame): Effect {
+  return { kind: "reply", frame };
+}
+
+/** An error effect for the sender; exported for the parse failures the app answers. */
+export function error(code: ErrorCode, message: string, ref?: Ref): Effect {
+  return reply({ type: "error", code, message, ref });
+}

@@ -1,0 +1,37 @@
+/**
+ * What `main.ts` needs from a JavaScript runtime. Each runtime adapter in
+ * this folder implements it; nothing else in `lib/` touches a runtime API.
+ *
+ * @module
+ */
+import type { App } from "../app.ts";
+
+/** Where and how to listen. */
+export interface ServeOptions {
+  port: number;
+  hostname: string;
+  /** Aborting it stops the server. */
+  signal?: AbortSignal;
+}
+
+/** A listening server. */
+export interface RunningServer {
+  /** The bound address; the real port when 0 was asked for. */
+  readonly hostname: string;
+  readonly port: number;
+  /** Stops accepting, waits for open HTTP requests, then resolves. */
+  shutdown(): Promise<void>;
+  /** Resolves once the server has stopped. */
+  readonly finished: Promise<void>;
+}
+
+/** A JavaScript runtime, as main.ts uses it. */
+export interface Runtime {
+  readonly name: string;
+  args(): string[];
+  env(): Record<string, string | undefined>;
+  serve(app: App, options: ServeOptions): RunningServer;
+  /** Calls `handler` once on SIGINT or SIGTERM. */
+  onShutdownSignal(handler: (signal: string) => void): void;
+  exit(code: number): never;
+}

@@ -1,0 +1,20 @@
+/**
+ * The one thing the core knows of a connection: a place to send text and a
+ * way to close it. Runtime adapters implement it over real sockets; tests
+ * implement it over arrays.
+ *
+ * @module
+ */
+
+/** A connection as the core sees it. */
+export interface Socket {
+  /** Sends one text frame; must not throw once the socket is closing. */
+  send(text: string): void;
+  /** Closes with a code and a reason of at most 123 bytes. */
+  close(code: number, reason: string): void;
+  /** Bytes queued for sending but not yet written to the network. */
+  readonly bufferedAmount: number;
+}
+
+/** What an adapter hands the core for each inbound WebSocket frame. */
+export type InboundFrame = string | { binary: true; byteLength: number };

@@ -1,0 +1,65 @@
+/**
+ * hubbub: a WebSocket chat server. Reads the configuration, starts the
+ * runtime adapter, and shuts down cleanly on SIGINT/SIGTERM.
+ *
+ * @example
+ * ```sh
+ * deno run --allow-net --allow-env main.ts --port 8000
+ * ```
+ *
+ * @module
+ */
+import { createApp } from "./lib/app.ts";
+import { parseConfig } from "./lib/config.ts";
+import { CloseCode } from "./lib/protocol.ts";
+import { denoRuntime } from "./lib/runtime/deno.ts";
+import type { Runtime } from "./lib/runtime/types.ts";
+import { VERSION } from "./lib/version.ts";
+
+/** How long shutdown waits for close handshakes (Deno Deploy kills at 5 s). */
+const SHUTDOWN_GRACE_MS = 3000;
+
+function pickRuntime(): Runtime {
+  if ("Deno" in globalThis) return denoRuntime;
+  console.error("hubbub: unsupported runtime; run it with Deno");
+  throw new Error("Unsupported runtime");
+}
+
+const runtime: Runtime = pickRuntime();
+const result = parseConfig(runtime.args(), runtime.env());
+if (result.kind === "help") {
+  console.log(result.text);
+  runtime.exit(0);
+} else if (result.kind === "version") {
+  console.log(`hubbub ${VERSION}`);
+  runtime.exit(0);
+} else if (result.kind === "error") {
+  console.error(`hubbub: ${result.message}\nRun with --help to see every option.`);
+  runtime.exit(2);
+}
+const config = result.config;
+
+const app = createApp(config, { now: Date.now, version: VERSION });
+const server = runtime.serve(app, { port: config.port, hostname: config.hostname });
+console.log(
+  `hubbub ${VERSION} (${runtime.name}) listening on http://${
+    formatHost(server.hostname)
+  }:${server.port}/`,
+);
+
+runtime.onShutdownSignal(async (signal) => {
+  console.log(`hubbub: ${signal}, closing ${app.connections} connections`);
+  app.closeAll(CloseCode.ServiceRestart, "Server restarting");
+  // Let the close handshakes finish (shutting the listener first would send 1001),
+  // but never wait on a peer that does not answer past the grace period.
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const grace = new Promise<void>((resolve) => timer = setTimeout(resolve, SHUTDOWN_GRACE_MS));
+  await Promise.race([app.idle(), grace]);
+  clearTimeout(timer);
+  await server.shutdown();
+  runtime.exit(0);
+});
+
+function formatHost(hostname: string): string {
+  return hostname.includes(":") ? `[${hostname}]` : hostname;
+}

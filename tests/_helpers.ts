@@ -1,0 +1,177 @@
+/**
+ * Test helpers: a real server on port 0 and WebSocket clients that read
+ * frames as events, with no sleeps.
+ *
+ * @module
+ */
+import { type App, createApp } from "../lib/app.ts";
+import type { Config } from "../lib/config.ts";
+import { serveDeno } from "../lib/runtime/deno.ts";
+
+/** The configuration tests start from. */
+export const TEST_CONFIG: Config = {
+  port: 0,
+  hostname: "127.0.0.1",
+  allowedOrigins: null,
+  apiKey: null,
+  maxMessageBytes: 65536,
+  maxTextLength: 4096,
+};
+
+/** How long a test waits for an expected event before failing. */
+export const WAIT_MS = 5000;
+
+/** A server running in this process, stopped by `await using`. */
+export interface TestServer extends AsyncDisposable {
+  readonly app: App;
+  /** `http://127.0.0.1:PORT` */
+  readonly url: string;
+  /** `ws://127.0.0.1:PORT/ws` */
+  readonly wsUrl: string;
+  /** Opens a client; it is closed when the server is disposed. */
+  connect(options?: { origin?: string }): Promise<TestClient>;
+}
+
+/** Starts a server on a free port with `TEST_CONFIG` plus `overrides`. */
+export function startServer(
+  overrides: Partial<Config> = {},
+  deps: { now?: () => number } = {},
+): TestServer {
+  const config = { ...TEST_CONFIG, ...overrides };
+  const app = createApp(config, { now: deps.now ?? Date.now, version: "test" });
+  const abort = new AbortController();
+  const server = serveDeno(app, { port: 0, hostname: "127.0.0.1", signal: abort.signal });
+  const url = `http://127.0.0.1:${server.port}`;
+  const wsUrl = `ws://127.0.0.1:${server.port}/ws`;
+  const clients = new Set<TestClient>();
+  return {
+    app,
+    url,
+    wsUrl,
+    async connect(options = {}) {
+      const client = await openClient(wsUrl, options);
+      clients.add(client);
+      return client;
+    },
+    async [Symbol.asyncDispose]() {
+      await Promise.all([...clients].map((client) => client.close()));
+      abort.abort();
+      await server.finished;
+    },
+  };
+}
+
+/** A frame as a client received it. */
+// deno-lint-ignore no-explicit-any
+export type Frame = Record<string, any>;
+
+/** A WebSocket client that queues every JSON object the server sends. */
+export interface TestClient {
+  readonly socket: WebSocket;
+  /** The hello frame. */
+  readonly hello: Frame;
+  /** Sends a JSON value, or a raw string / bytes as they are. */
+  send(frame: unknown): void;
+  /** The next object the server sent (frames split on `\n`). */
+  next(): Promise<Frame>;
+  /** Skips frames until one of `type`; returns it. */
+  nextOf(type: string): Promise<Frame>;
+  /** Resolves with the close event's code and reason. */
+  readonly closed: Promise<{ code: number; reason: string }>;
+  /** Objects received and not yet read. */
+  readonly buffered: Frame[];
+  /** Closes (if open) and waits for the close to finish. */
+  close(): Promise<void>;
+  /** Logs in and returns the welcome frame. */
+  login(name: string): Promise<Frame>;
+  /** Joins and returns the joined frame. */
+  join(channel: string): Promise<Frame>;
+}
+
+/** Opens a client and waits for the server's hello. */
+export async function openClient(
+  url: string,
+  options: { origin?: string } = {},
+): Promise<TestClient> {
+  const socket = options.origin === undefined
+    ? new WebSocket(url)
+    : new WebSocket(url, { headers: { origin: options.origin } } as unknown as string[]);
+  const buffered: Frame[] = [];
+  const waiters: ((frame: Frame | null) => void)[] = [];
+  let isClosed = false;
+  const closed = new Promise<{ code: number; reason: string }>((resolve) => {
+    socket.onclose = (event) => {
+      isClosed = true;
+      for (const waiter of waiters.splice(0)) waiter(null);
+      resolve({ code: event.code, reason: event.reason });
+    };
+  });
+  socket.onmessage = (event) => {
+    for (const line of String(event.data).split("\n")) {
+      if (line === "") continue;
+      const frame = JSON.parse(line);
+      const waiter = waiters.shift();
+      if (waiter) waiter(frame);
+      else buffered.push(frame);
+    }
+  };
+  const opened = new Promise<void>((resolve, reject) => {
+    socket.onopen = () => resolve();
+    socket.onerror = () => reject(new Error(`WebSocket to ${url} failed`));
+  });
+  const next = async (): Promise<Frame> => {
+    if (buffered.length > 0) return buffered.shift()!;
+    if (isClosed) throw new Error("Socket closed while waiting for a frame");
+    const { promise, resolve } = Promise.withResolvers<Frame | null>();
+    waiters.push(resolve);
+    const frame = await withTimeout(promise, "a frame");
+    if (frame === null) throw new Error("Socket closed while waiting for a frame");
+    return frame;
+  };
+  await withTimeout(opened, "the socket to open");
+  const client: TestClient = {
+    socket,
+    hello: {},
+    buffered,
+    send(frame) {
+      socket.send(
+        typeof frame === "string" || frame instanceof Uint8Array ? frame : JSON.stringify(frame),
+      );
+    },
+    next,
+    async nextOf(type) {
+      for (;;) {
+        const frame = await next();
+        if (frame.type === type) return frame;
+      }
+    },
+    closed,
+    async close() {
+      if (socket.readyState === WebSocket.OPEN) socket.close(1000);
+      await closed;
+    },
+    async login(name) {
+      client.send({ type: "login", name });
+      return await client.nextOf("welcome");
+    },
+    async join(channel) {
+      client.send({ type: "join", channel });
+      return await client.nextOf("joined");
+    },
+  };
+  (client as { hello: Frame }).hello = await next();
+  return client;
+}
+
+/** Waits for `promise`, failing after `WAIT_MS` with what was awaited. */
+export async function withTimeout<T>(promise: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,37 @@
+import assert from "node:assert/strict";
+import { claimName, createRegistry, foldName, ownerOf, releaseName } from "../lib/registry.ts";
+
+Deno.test("registry: a released name can be claimed by someone else", () => {
+  const registry = createRegistry();
+  assert.ok(claimName(registry, "Alice", 1));
+  assert.equal(claimName(registry, "alice", 2), false);
+  releaseName(registry, 1);
+  assert.ok(claimName(registry, "alice", 2));
+  assert.equal(ownerOf(registry, "ALICE"), 2);
+});
+
+Deno.test("registry: names collide after NFKC and case folding", () => {
+  assert.equal(foldName("Ａｌｉｃｅ"), foldName("alice"));
+  assert.equal(foldName("ＢＯＢ"), "bob");
+  const registry = createRegistry();
+  assert.ok(claimName(registry, "ǅemal", 1));
+  assert.equal(
+    claimName(registry, "ǆemal", 2),
+    false,
+    "titlecase digraph folds like its lowercase",
+  );
+});
+
+Deno.test("registry: a session holds one name at a time", () => {
+  const registry = createRegistry();
+  assert.ok(claimName(registry, "one", 1));
+  assert.equal(claimName(registry, "two", 1), false);
+  assert.equal(ownerOf(registry, "two"), undefined);
+});
+
+Deno.test("registry: releasing a session that holds nothing is harmless", () => {
+  const registry = createRegistry();
+  claimName(registry, "kept", 1);
+  releaseName(registry, 2);
+  assert.equal(ownerOf(registry, "kept"), 1);
+});
