@@ -56,3 +56,17 @@ Deno.test("config: --help lists every option with its environment variable and d
     }
   }
 });
+
+Deno.test("config: the README's table lists every option with its env and default", async () => {
+  const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+  for (const option of OPTIONS) {
+    const row = readme.split("\n").find((line) =>
+      new RegExp(`^\\|\\s*\`--${option.flag}\`\\s*\\|`).test(line)
+    );
+    assert.ok(row, `README has a row for --${option.flag}`);
+    assert.ok(row.includes(`\`${option.env}\``), `${option.flag}: env`);
+    if (option.fallback !== null) {
+      assert.ok(row.includes(`\`${option.fallback}\``), `${option.flag}: default`);
+    }
+  }
+});

@@ -96,11 +96,15 @@ export const denoRuntime: Runtime = {
   onShutdownSignal(handler) {
     let called = false;
     for (const signal of ["SIGINT", "SIGTERM"] as const) {
-      Deno.addSignalListener(signal, () => {
-        if (called) return;
-        called = true;
-        handler(signal);
-      });
+      try {
+        Deno.addSignalListener(signal, () => {
+          if (called) return;
+          called = true;
+          handler(signal);
+        });
+      } catch {
+        // Some hosts (Deno Deploy, Windows for SIGTERM) have no such signal; they stop us their way.
+      }
     }
   },
   exit: (code) => Deno.exit(code),
