@@ -3,69 +3,24 @@
  * only net and env permissions (no --allow-read, as in a compiled binary).
  */
 import assert from "node:assert/strict";
-import { openClient, withTimeout } from "../_helpers.ts";
-
-const ROOT = new URL("../../", import.meta.url);
-
-function hubbub(args: string[], env: Record<string, string> = {}) {
-  return new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-net", "--allow-env", "main.ts", ...args],
-    cwd: ROOT,
-    env,
-    stdout: "piped",
-    stderr: "piped",
-  });
-}
-
-/** Starts the server on a free port and returns its URL once it says it listens. */
-async function spawnServer(args: string[] = []) {
-  const child = hubbub(["--port", "0", "--hostname", "127.0.0.1", ...args]).spawn();
-  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let seen = "";
-  let url: string | undefined;
-  while (url === undefined) {
-    const { done, value } = await withTimeout(lines.read(), "the listening line", 20000);
-    if (done) throw new Error(`Server exited before listening: ${seen}`);
-    seen += value;
-    url = /listening on (http:\/\/\S+?)\/?\s/.exec(seen)?.[1];
-  }
-  const rest = (async () => {
-    for (;;) {
-      const { done, value } = await lines.read();
-      if (done) return seen;
-      seen += value;
-    }
-  })();
-  const stderr = new Response(child.stderr).text();
-  return { child, url, stdout: rest, stderr };
-}
+import { openClient } from "../_helpers.ts";
+import { hubbub, spawnServer } from "./_server.ts";
 
 Deno.test("process: serves the client and chat without read permission; SIGTERM closes with 1012", async () => {
-  const server = await spawnServer();
-  try {
-    const page = await fetch(`${server.url}/`);
-    assert.equal(page.status, 200);
-    assert.match(await page.text(), /<html/i);
-    const client = await openClient(`${server.url.replace("http", "ws")}/ws`);
-    assert.equal(client.hello.type, "hello");
-    await client.login("procuser");
-    server.child.kill("SIGTERM");
-    const closed = await client.closed;
-    assert.equal(closed.code, 1012);
-    const status = await server.child.status;
-    assert.equal(status.code, 0);
-    assert.match(await server.stdout, /SIGTERM/);
-    assert.doesNotMatch(await server.stderr, /PermissionDenied|NotCapable/);
-  } finally {
-    try {
-      server.child.kill("SIGKILL");
-    } catch {
-      // Already gone.
-    }
-    await server.child.status;
-    await server.stdout;
-    await server.stderr;
-  }
+  await using server = await spawnServer();
+  const page = await fetch(`${server.url}/`);
+  assert.equal(page.status, 200);
+  assert.match(await page.text(), /<html/i);
+  const client = await openClient(server.wsUrl);
+  assert.equal(client.hello.type, "hello");
+  await client.login("procuser");
+  server.child.kill("SIGTERM");
+  const closed = await client.closed;
+  assert.equal(closed.code, 1012);
+  const status = await server.child.status;
+  assert.equal(status.code, 0);
+  assert.match(await server.stdout, /SIGTERM/);
+  assert.doesNotMatch(await server.stderr, /PermissionDenied|NotCapable/);
 });
 
 Deno.test("process: --help lists the options and exits 0", async () => {

@@ -1,0 +1,73 @@
+/**
+ * Spawns `main.ts` with net and env permissions only: a missing --allow-read
+ * must not break it, as a compiled binary has no files to read.
+ *
+ * @module
+ */
+import { readUntil, terminate } from "./_process.ts";
+
+const ROOT = new URL("../../", import.meta.url);
+
+/** The `deno run main.ts` command with `args`, its output piped. */
+export function hubbub(args: string[], env: Record<string, string> = {}): Deno.Command {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-net", "--allow-env", "main.ts", ...args],
+    cwd: ROOT,
+    env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  });
+}
+
+/** A `main.ts` process that has said it listens, stopped by `await using`. */
+export interface SpawnedServer extends AsyncDisposable {
+  readonly child: Deno.ChildProcess;
+  /** `http://127.0.0.1:PORT` */
+  readonly url: string;
+  /** `ws://127.0.0.1:PORT/ws` */
+  readonly wsUrl: string;
+  readonly port: number;
+  /** All of stdout, once the process has closed it. */
+  readonly stdout: Promise<string>;
+  /** All of stderr, once the process has closed it. */
+  readonly stderr: Promise<string>;
+  /** SIGTERM, then waits for the exit and the output. */
+  stop(): Promise<void>;
+}
+
+/** Starts `main.ts` on `port` (0: a free one) and resolves once it prints its listening line. */
+export async function spawnServer({ port = 0 } = {}): Promise<SpawnedServer> {
+  const child = hubbub(["--port", String(port), "--hostname", "127.0.0.1"]).spawn();
+  // Read from the start, so that a chatty process cannot block on a full pipe.
+  const stderr = new Response(child.stderr).text();
+  let listening;
+  try {
+    listening = await readUntil(child.stdout, /listening on (http:\/\/\S+)/, "the server");
+  } catch (err) {
+    await terminate(child, "the server", "SIGKILL");
+    throw new Error(`${(err as Error).message}\nstderr:\n${await stderr}`);
+  }
+  const url = new URL(listening.match);
+  const stdout = listening.output;
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    // Idempotent: a test may stop the server early and the teardown again.
+    stopping ??= (async () => {
+      try {
+        await terminate(child, "the server");
+      } finally {
+        await Promise.all([stdout, stderr]);
+      }
+    })();
+  return {
+    child,
+    url: url.origin,
+    wsUrl: `ws://${url.host}/ws`,
+    port: Number(url.port),
+    stdout,
+    stderr,
+    stop,
+    [Symbol.asyncDispose]: stop,
+  };
+}

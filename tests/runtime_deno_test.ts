@@ -1,0 +1,71 @@
+/** The Deno adapter's own duties: isolating bugs to one socket. */
+import assert from "node:assert/strict";
+import type { App } from "../lib/app.ts";
+import { UPGRADE } from "../lib/http.ts";
+import { serveDeno } from "../lib/runtime/deno.ts";
+import { withTimeout } from "./_helpers.ts";
+
+/** An app whose message handler has a bug for the frame "boom". */
+function buggyApp(): App {
+  return {
+    fetch: () => Promise.resolve(UPGRADE),
+    open(socket) {
+      return {
+        message(frame) {
+          if (frame === "boom") throw new Error("a bug");
+          socket.send(`echo:${typeof frame === "string" ? frame : "binary"}`);
+        },
+        closed() {},
+      };
+    },
+    closeAll() {},
+    idle: () => Promise.resolve(),
+    connections: 0,
+  };
+}
+
+function open(url: string) {
+  const socket = new WebSocket(url);
+  const messages: string[] = [];
+  const waiters: ((text: string) => void)[] = [];
+  socket.onmessage = (event) => {
+    const waiter = waiters.shift();
+    if (waiter) waiter(event.data);
+    else messages.push(event.data);
+  };
+  const closed = new Promise<number>((resolve) => socket.onclose = (event) => resolve(event.code));
+  const opened = new Promise((resolve) => socket.onopen = resolve);
+  const next = () =>
+    messages.length > 0
+      ? Promise.resolve(messages.shift()!)
+      : new Promise<string>((resolve) => waiters.push(resolve));
+  return { socket, opened, closed, next };
+}
+
+Deno.test("runtime/deno: a throwing handler closes that socket with 1011, others carry on", async () => {
+  const abort = new AbortController();
+  const server = serveDeno(buggyApp(), { port: 0, hostname: "127.0.0.1", signal: abort.signal });
+  const url = `ws://127.0.0.1:${server.port}/ws`;
+  const logged: unknown[][] = [];
+  const consoleError = console.error;
+  console.error = (...args: unknown[]) => logged.push(args);
+  try {
+    const victim = open(url);
+    const bystander = open(url);
+    await withTimeout(Promise.all([victim.opened, bystander.opened]), "both sockets to open");
+    victim.socket.send("boom");
+    assert.equal(await withTimeout(victim.closed, "the 1011 close"), 1011);
+    bystander.socket.send("still there?");
+    assert.equal(await withTimeout(bystander.next(), "the echo"), "echo:still there?");
+    assert.ok(
+      logged.some((args) => String(args[0]).includes("message failed")),
+      "the bug is logged",
+    );
+    bystander.socket.close();
+    await bystander.closed;
+  } finally {
+    console.error = consoleError;
+    abort.abort();
+    await server.finished;
+  }
+});
