@@ -10,6 +10,7 @@
  * @module
  */
 import { createApp } from "./lib/app.ts";
+import { systemClock } from "./lib/clock.ts";
 import { parseConfig } from "./lib/config.ts";
 import { CloseCode } from "./lib/protocol.ts";
 import { denoRuntime } from "./lib/runtime/deno.ts";
@@ -39,8 +40,16 @@ if (result.kind === "help") {
 }
 const config = result.config;
 
-const app = createApp(config, { now: Date.now, version: VERSION });
-const server = runtime.serve(app, { port: config.port, hostname: config.hostname });
+const app = createApp(config, {
+  clock: systemClock,
+  version: VERSION,
+  residentBytes: runtime.residentBytes,
+});
+const server = runtime.serve(app, {
+  port: config.port,
+  hostname: config.hostname,
+  pingTimeout: config.pingTimeout,
+});
 console.log(
   `hubbub ${VERSION} (${runtime.name}) listening on http://${
     formatHost(server.hostname)
@@ -49,7 +58,7 @@ console.log(
 
 runtime.onShutdownSignal(async (signal) => {
   console.log(`hubbub: ${signal}, closing ${app.connections} connections`);
-  app.closeAll(CloseCode.ServiceRestart, "Server restarting");
+  app.shutdown(CloseCode.ServiceRestart, "Server restarting");
   // Let the close handshakes finish (shutting the listener first would send 1001),
   // but never wait on a peer that does not answer past the grace period.
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -57,6 +66,7 @@ runtime.onShutdownSignal(async (signal) => {
   await Promise.race([app.idle(), grace]);
   clearTimeout(timer);
   await server.shutdown();
+  app.stop();
   runtime.exit(0);
 });
 

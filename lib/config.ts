@@ -18,6 +18,26 @@ export interface Config {
   apiKey: string | null;
   maxMessageBytes: number;
   maxTextLength: number;
+  /** Commands a connection may send per second, on average. */
+  rateLimit: number;
+  /** Commands a connection may send in a burst. */
+  rateBurst: number;
+  /** New connections one IP may open per second, on average (burst: twice that). */
+  connectRate: number;
+  maxConnections: number;
+  maxConnectionsPerIp: number;
+  maxChannelsPerConnection: number;
+  maxChannelMembers: number;
+  /** Bytes queued for one socket before it is dropped as a slow consumer. */
+  maxBufferedBytes: number;
+  /** Seconds without a pong before a socket is considered dead. */
+  pingTimeout: number;
+  /** Seconds a new connection has to log in. */
+  loginTimeout: number;
+  /** Seconds a logged-in connection may stay silent; 0 never drops it. */
+  idleTimeout: number;
+  /** Take the client address from the last X-Forwarded-For entry. */
+  trustProxy: boolean;
 }
 
 interface Option<K extends keyof Config> {
@@ -99,6 +119,105 @@ export const OPTIONS = [
     fallback: "4096",
     description: "Longest message text in UTF-16 code units; longer gets too_large",
     schema: integer(1, 1024 * 1024),
+  }),
+  option({
+    key: "rateLimit",
+    flag: "rate-limit",
+    env: "RATE_LIMIT",
+    fallback: "20",
+    description: "Commands per second one connection may send on average",
+    schema: integer(1, 1_000_000),
+  }),
+  option({
+    key: "rateBurst",
+    flag: "rate-burst",
+    env: "RATE_BURST",
+    fallback: "40",
+    description: "Commands one connection may send in a burst",
+    schema: integer(1, 1_000_000),
+  }),
+  option({
+    key: "connectRate",
+    flag: "connect-rate",
+    env: "CONNECT_RATE",
+    fallback: "20",
+    description: "New WebSockets per second from one IP (bursts of twice that); more get 429",
+    schema: integer(1, 1_000_000),
+  }),
+  option({
+    key: "maxConnections",
+    flag: "max-connections",
+    env: "MAX_CONNECTIONS",
+    fallback: "10000",
+    description: "Open WebSockets in total; more get 503 (keep below `ulimit -n`)",
+    schema: integer(1, 10_000_000),
+  }),
+  option({
+    key: "maxConnectionsPerIp",
+    flag: "max-connections-per-ip",
+    env: "MAX_CONNECTIONS_PER_IP",
+    fallback: "100",
+    description: "Open WebSockets from one IP; more get 429",
+    schema: integer(1, 10_000_000),
+  }),
+  option({
+    key: "maxChannelsPerConnection",
+    flag: "max-channels-per-connection",
+    env: "MAX_CHANNELS_PER_CONNECTION",
+    fallback: "100",
+    description: "Channels one connection may be in; more get too_many_channels",
+    schema: integer(1, 1_000_000),
+  }),
+  option({
+    key: "maxChannelMembers",
+    flag: "max-channel-members",
+    env: "MAX_CHANNEL_MEMBERS",
+    fallback: "10000",
+    description: "Members one channel may have; more get channel_full",
+    schema: integer(1, 10_000_000),
+  }),
+  option({
+    key: "maxBufferedBytes",
+    flag: "max-buffered-bytes",
+    env: "MAX_BUFFERED_BYTES",
+    fallback: "1048576",
+    description: "Unsent bytes queued for one client before it is closed with 1013 (slow consumer)",
+    schema: integer(1024, 1024 * 1024 * 1024),
+  }),
+  option({
+    key: "pingTimeout",
+    flag: "ping-timeout",
+    env: "PING_TIMEOUT",
+    fallback: "30",
+    description: "Seconds without a pong before a socket is dropped as dead (0: never)",
+    schema: integer(0, 3600),
+  }),
+  option({
+    key: "loginTimeout",
+    flag: "login-timeout",
+    env: "LOGIN_TIMEOUT",
+    fallback: "30",
+    description: "Seconds a connection may stay without a login before it is closed with 4408",
+    schema: integer(1, 86400),
+  }),
+  option({
+    key: "idleTimeout",
+    flag: "idle-timeout",
+    env: "IDLE_TIMEOUT",
+    fallback: "0",
+    description:
+      "Seconds a logged-in connection may send nothing before it is closed with 4410 (0: never)",
+    schema: integer(0, 30 * 86400),
+  }),
+  option({
+    key: "trustProxy",
+    flag: "trust-proxy",
+    env: "TRUST_PROXY",
+    fallback: "false",
+    description: "Take client IPs from X-Forwarded-For (only behind a proxy that sets it)",
+    schema: z.enum(["true", "false", "1", "0"]).transform((text) =>
+      text === "true" || text === "1"
+    ),
   }),
 ] as const;
 

@@ -7,22 +7,37 @@
  */
 import { z } from "zod";
 import type { Asset } from "./assets.ts";
+import type { Refusal } from "./admission.ts";
 import type { Config } from "./config.ts";
 import { Channel, Name } from "./protocol.ts";
 
 /** Returned instead of a Response when the request may become a WebSocket. */
-export const UPGRADE = Symbol("upgrade");
+export interface Upgrade {
+  readonly upgrade: true;
+  /** The client address the connection is accounted to. */
+  readonly ip: string;
+}
+
+/** What the adapter knows of the connection a request came on. */
+export interface RequestInfo {
+  /** The peer address of the TCP connection. */
+  ip: string;
+}
 
 /** What the HTTP layer needs from the rest of the server. */
 export interface HttpDeps {
   config: Config;
   assets: ReadonlyMap<string, Asset>;
+  /** Whether `ip` may open another WebSocket now. */
+  admit(ip: string): Refusal | null;
   /** Publishes a message as the API's caller asked; returns how many members got it. */
   broadcast(channel: string, from: string, text: string): number;
+  /** The Prometheus text for /metrics. */
+  metricsText(): string;
 }
 
 /** Answers one HTTP request, or says it may be upgraded. */
-export type HttpHandler = (request: Request) => Promise<Response | typeof UPGRADE>;
+export type HttpHandler = (request: Request, info: RequestInfo) => Promise<Response | Upgrade>;
 
 const SECURITY_HEADERS = {
   "content-security-policy":
@@ -41,7 +56,7 @@ export function createHttpHandler(deps: HttpDeps): HttpHandler {
   });
   const apiKeyDigest = config.apiKey === null ? null : digest(config.apiKey);
 
-  return async (request) => {
+  return async (request, info) => {
     const { pathname } = new URL(request.url);
 
     if (pathname === "/ws") {
@@ -57,10 +72,23 @@ export function createHttpHandler(deps: HttpDeps): HttpHandler {
       ) {
         return apiError(403, "forbidden_origin", `Origin "${origin}" is not allowed`);
       }
-      return UPGRADE;
+      const ip = config.trustProxy ? forwardedFor(request) ?? info.ip : info.ip;
+      const refusal = deps.admit(ip);
+      if (refusal !== null) {
+        return apiError(refusal.status, refusal.reason, refusal.message, {
+          "retry-after": String(refusal.retryAfterSeconds),
+        });
+      }
+      return { upgrade: true, ip };
     }
 
     if (pathname === "/healthz") return json(200, { status: "ok" });
+
+    if (pathname === "/metrics") {
+      return new Response(deps.metricsText(), {
+        headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
+      });
+    }
 
     if (pathname === "/api/broadcast") {
       if (apiKeyDigest === null) return apiError(404, "not_found", "The API is off: set API_KEY");
@@ -103,6 +131,14 @@ export function createHttpHandler(deps: HttpDeps): HttpHandler {
     }
     return apiError(404, "not_found", `No route for ${request.method} ${pathname}`);
   };
+}
+
+/** The last X-Forwarded-For entry: the address our own proxy saw. */
+function forwardedFor(request: Request): string | null {
+  const header = request.headers.get("x-forwarded-for");
+  if (header === null) return null;
+  const last = header.split(",").at(-1)?.trim();
+  return last ? last : null;
 }
 
 function json(status: number, body: unknown, headers: Record<string, string> = {}): Response {

@@ -4,8 +4,13 @@
  * the same tick goes out as one `\n`-separated WebSocket frame, which cuts
  * the per-frame send cost that bounds a chat server's fan-out.
  *
+ * A socket whose unsent bytes pass `maxBufferedBytes` is reported through
+ * `onSlowConsumer` so it cannot grow the server's memory; the others are
+ * unaffected.
+ *
  * @module
  */
+import type { Metrics } from "./metrics.ts";
 import type { ServerFrame } from "./protocol.ts";
 import type { SessionId } from "./registry.ts";
 import type { Socket } from "./socket.ts";
@@ -20,7 +25,7 @@ export interface Hub {
   send(id: SessionId, frame: ServerFrame): void;
   /** Queues one frame for many sessions, serialized once; returns how many got it. */
   sendAll(ids: Iterable<SessionId>, frame: ServerFrame, except?: SessionId): number;
-  /** Sends what is queued for `id` now, then closes its socket. */
+  /** Sends what is queued for `id` now, then closes its socket and forgets it. */
   close(id: SessionId, code: number, reason: string): void;
   /** Every registered session. */
   ids(): IterableIterator<SessionId>;
@@ -28,22 +33,48 @@ export interface Hub {
   readonly size: number;
 }
 
+/** How the hub is set up. */
+export interface HubOptions {
+  maxBufferedBytes: number;
+  metrics: Metrics;
+  /** Called during a flush, after the write, for a socket over `maxBufferedBytes`. */
+  onSlowConsumer(id: SessionId): void;
+}
+
 interface Outbox {
+  readonly id: SessionId;
   readonly socket: Socket;
   /** Serialized frames waiting for the next flush. */
   pending: string[];
 }
 
 /** Creates a hub that flushes queued frames from a microtask. */
-export function createHub(): Hub {
+export function createHub(options: HubOptions): Hub {
+  const { metrics } = options;
   const outboxes = new Map<SessionId, Outbox>();
-  const dirty = new Set<Outbox>();
+  let dirty = new Set<Outbox>();
   let flushScheduled = false;
 
+  const write = (outbox: Outbox) => {
+    const { pending } = outbox;
+    if (pending.length === 0) return;
+    outbox.pending = [];
+    outbox.socket.send(pending.length === 1 ? pending[0] : pending.join("\n"));
+    metrics.framesOut++;
+  };
+
   const flush = () => {
+    // Swap first: what a flush causes (a slow consumer's presence leave) goes in the next batch.
+    const batch = dirty;
+    dirty = new Set();
     flushScheduled = false;
-    for (const outbox of dirty) write(outbox);
-    dirty.clear();
+    for (const outbox of batch) {
+      if (outboxes.get(outbox.id) !== outbox) continue; // closed since it was queued
+      write(outbox);
+      if (outbox.socket.bufferedAmount > options.maxBufferedBytes) {
+        options.onSlowConsumer(outbox.id);
+      }
+    }
   };
 
   const enqueue = (outbox: Outbox, text: string) => {
@@ -57,7 +88,7 @@ export function createHub(): Hub {
 
   return {
     add(id, socket) {
-      outboxes.set(id, { socket, pending: [] });
+      outboxes.set(id, { id, socket, pending: [] });
     },
     remove(id) {
       const outbox = outboxes.get(id);
@@ -67,7 +98,9 @@ export function createHub(): Hub {
     },
     send(id, frame) {
       const outbox = outboxes.get(id);
-      if (outbox !== undefined) enqueue(outbox, JSON.stringify(frame));
+      if (outbox === undefined) return;
+      enqueue(outbox, JSON.stringify(frame));
+      metrics.deliveries++;
     },
     sendAll(ids, frame, except) {
       let text: string | undefined;
@@ -80,13 +113,16 @@ export function createHub(): Hub {
         enqueue(outbox, text);
         count++;
       }
+      metrics.deliveries += count;
       return count;
     },
     close(id, code, reason) {
       const outbox = outboxes.get(id);
       if (outbox === undefined) return;
-      write(outbox);
+      outboxes.delete(id);
       dirty.delete(outbox);
+      // A slow consumer gets no more data: its queue is what made it slow.
+      if (outbox.socket.bufferedAmount <= options.maxBufferedBytes) write(outbox);
       outbox.socket.close(code, reason);
     },
     ids: () => outboxes.keys(),
@@ -94,12 +130,4 @@ export function createHub(): Hub {
       return outboxes.size;
     },
   };
-}
-
-/** Sends everything queued for one socket as a single frame. */
-function write(outbox: Outbox): void {
-  const { pending } = outbox;
-  if (pending.length === 0) return;
-  outbox.pending = [];
-  outbox.socket.send(pending.length === 1 ? pending[0] : pending.join("\n"));
 }

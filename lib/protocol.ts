@@ -86,6 +86,10 @@ export const ERROR_CODES = {
   invalid_channel: "The channel name breaks the channel rules",
   not_joined: "The command needs membership of the channel",
   too_large: "A field is longer than the server allows",
+  rate_limited:
+    "Too many commands too fast; this one was dropped. Slow down or be disconnected (4429)",
+  too_many_channels: "This connection is in as many channels as the server allows",
+  channel_full: "The channel has as many members as the server allows",
 } as const;
 
 /** An error code of an `error` frame. */
@@ -108,6 +112,12 @@ export const CloseCode = {
   ServiceRestart: 1012,
   /** The server is overloaded or the client reads too slowly: try again later. */
   TryAgainLater: 1013,
+  /** No login arrived in time. */
+  LoginTimeout: 4408,
+  /** A logged-in connection sent nothing for too long. */
+  IdleTimeout: 4410,
+  /** The client kept sending after `rate_limited` errors. */
+  TooManyRequests: 4429,
 } as const;
 
 /** What each close code tells the client to do. */
@@ -118,6 +128,9 @@ export const CLOSE_CODE_MEANINGS: Record<CloseCode, string> = {
   1011: "A server bug hit this connection; reconnect",
   1012: "The server is restarting; reconnect with back-off",
   1013: "Overloaded, or this client read too slowly; reconnect later",
+  4408: "No login within `--login-timeout`; reconnect when the user is ready to log in",
+  4410: "Logged in but silent for `--idle-timeout`; reconnect when the user is back",
+  4429: "Kept flooding after `rate_limited` errors; reconnect later, and slower",
 };
 
 /** A close code from {@linkcode CloseCode}. */

@@ -11,6 +11,7 @@ import {
   joinChannel,
   leaveChannel,
   listChannels,
+  memberCount,
   memberNames,
 } from "./channels.ts";
 import type { ClientCommand, ErrorCode, MessageFrame, Ref, ServerFrame } from "./protocol.ts";
@@ -33,6 +34,10 @@ export interface Core {
   messageId(): string;
   /** The current time in milliseconds since the epoch. */
   now(): number;
+  readonly limits: {
+    readonly maxChannelsPerConnection: number;
+    readonly maxChannelMembers: number;
+  };
 }
 
 /** Applies `command` from `session` and returns the frames to send. */
@@ -120,6 +125,19 @@ function join(
   channel: string,
   ref: Ref | undefined,
 ): Effect[] {
+  const { maxChannelsPerConnection, maxChannelMembers } = core.limits;
+  if (!session.channels.has(channel)) {
+    if (session.channels.size >= maxChannelsPerConnection) {
+      const message =
+        `Cannot join channel "${channel}": limit of ${maxChannelsPerConnection} channels reached`;
+      return [error("too_many_channels", message, ref)];
+    }
+    if (memberCount(core.channels, channel) >= maxChannelMembers) {
+      const message =
+        `Cannot join channel "${channel}": limit of ${maxChannelMembers} members reached`;
+      return [error("channel_full", message, ref)];
+    }
+  }
   const effects: Effect[] = [];
   // Joining twice is answered again but announced once.
   if (joinChannel(core.channels, channel, session.id, name)) {

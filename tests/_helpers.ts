@@ -5,18 +5,16 @@
  * @module
  */
 import { type App, createApp } from "../lib/app.ts";
-import type { Config } from "../lib/config.ts";
+import { type Clock, systemClock } from "../lib/clock.ts";
+import { type Config, parseConfig } from "../lib/config.ts";
 import { serveDeno } from "../lib/runtime/deno.ts";
 
 /** The configuration tests start from. */
-export const TEST_CONFIG: Config = {
-  port: 0,
-  hostname: "127.0.0.1",
-  allowedOrigins: null,
-  apiKey: null,
-  maxMessageBytes: 65536,
-  maxTextLength: 4096,
-};
+export const TEST_CONFIG: Config = (() => {
+  const defaults = parseConfig(["--port", "0", "--hostname", "127.0.0.1"], {});
+  if (defaults.kind !== "config") throw new Error("The default configuration is invalid");
+  return defaults.config;
+})();
 
 /** How long a test waits for an expected event before failing. */
 export const WAIT_MS = 5000;
@@ -35,12 +33,17 @@ export interface TestServer extends AsyncDisposable {
 /** Starts a server on a free port with `TEST_CONFIG` plus `overrides`. */
 export function startServer(
   overrides: Partial<Config> = {},
-  deps: { now?: () => number } = {},
+  deps: { clock?: Clock } = {},
 ): TestServer {
   const config = { ...TEST_CONFIG, ...overrides };
-  const app = createApp(config, { now: deps.now ?? Date.now, version: "test" });
+  const app = createApp(config, { clock: deps.clock ?? systemClock, version: "test" });
   const abort = new AbortController();
-  const server = serveDeno(app, { port: 0, hostname: "127.0.0.1", signal: abort.signal });
+  const server = serveDeno(app, {
+    port: 0,
+    hostname: "127.0.0.1",
+    pingTimeout: config.pingTimeout,
+    signal: abort.signal,
+  });
   const url = `http://127.0.0.1:${server.port}`;
   const wsUrl = `ws://127.0.0.1:${server.port}/ws`;
   const clients = new Set<TestClient>();
@@ -57,6 +60,7 @@ export function startServer(
       await Promise.all([...clients].map((client) => client.close()));
       abort.abort();
       await server.finished;
+      app.stop();
     },
   };
 }

@@ -11,6 +11,18 @@ Deno.test("config: defaults need no flags and no environment", () => {
       apiKey: null,
       maxMessageBytes: 65536,
       maxTextLength: 4096,
+      rateLimit: 20,
+      rateBurst: 40,
+      connectRate: 20,
+      maxConnections: 10000,
+      maxConnectionsPerIp: 100,
+      maxChannelsPerConnection: 100,
+      maxChannelMembers: 10000,
+      maxBufferedBytes: 1048576,
+      pingTimeout: 30,
+      loginTimeout: 30,
+      idleTimeout: 0,
+      trustProxy: false,
     },
   });
 });

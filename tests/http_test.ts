@@ -47,13 +47,14 @@ Deno.test("http: with ALLOWED_ORIGINS, an upgrade from another origin is 403", a
       new Request(server.wsUrl.replace("ws:", "http:"), {
         headers: { upgrade: "websocket", origin },
       }),
+      { ip: "127.0.0.1" },
     );
   const refused = await upgrade("https://evil.example");
   assert.ok(refused instanceof Response);
   assert.equal(refused.status, 403);
-  assert.equal(
-    typeof await upgrade("https://chat.example"),
-    "symbol",
+  assert.deepEqual(
+    await upgrade("https://chat.example"),
+    { upgrade: true, ip: "127.0.0.1" },
     "the allowed origin may upgrade",
   );
   const allowed = await openClient(server.wsUrl, { origin: "https://chat.example" });

@@ -5,26 +5,29 @@ import { createRegistry } from "../lib/registry.ts";
 import { type Core, disconnect, type Effect, route } from "../lib/router.ts";
 import { createSession } from "../lib/session.ts";
 
-function createCore(): Core {
+const session = (id: number) => createSession(id, "127.0.0.1", { tokens: 1, updatedAt: 0 });
+
+function createCore(limits = { maxChannelsPerConnection: 100, maxChannelMembers: 100 }): Core {
   let id = 0;
   return {
     registry: createRegistry(),
     channels: createChannels(),
     messageId: () => `m${++id}`,
     now: () => 0,
+    limits,
   };
 }
 
 /** Effects as plain JSON, the way they go on the wire. */
 const plain = (effects: Effect[]) => JSON.parse(JSON.stringify(effects));
 
-const run = (core: Core, session: ReturnType<typeof createSession>, command: ClientCommand) =>
-  plain(route(core, session, command));
+const run = (core: Core, from: ReturnType<typeof createSession>, command: ClientCommand) =>
+  plain(route(core, from, command));
 
 Deno.test("router: login then join publishes presence to the others before replying", () => {
   const core = createCore();
-  const alice = createSession(1);
-  const bob = createSession(2);
+  const alice = session(1);
+  const bob = session(2);
   run(core, alice, { type: "login", name: "alice" });
   run(core, bob, { type: "login", name: "bob" });
   run(core, alice, { type: "join", channel: "c" });
@@ -41,7 +44,7 @@ Deno.test("router: login then join publishes presence to the others before reply
 
 Deno.test("router: broadcast publishes one stamped message to the whole channel", () => {
   const core = createCore();
-  const alice = createSession(1);
+  const alice = session(1);
   run(core, alice, { type: "login", name: "alice" });
   run(core, alice, { type: "join", channel: "c" });
   assert.deepEqual(run(core, alice, { type: "broadcast", channel: "c", text: "hi" }), [{
@@ -60,7 +63,7 @@ Deno.test("router: broadcast publishes one stamped message to the whole channel"
 
 Deno.test("router: commands that need a login say so", () => {
   const core = createCore();
-  const anon = createSession(1);
+  const anon = session(1);
   for (
     const command of [
       { type: "join", channel: "c" },
@@ -76,13 +79,13 @@ Deno.test("router: commands that need a login say so", () => {
 Deno.test("router: a name that NFKC turns invalid is refused", () => {
   const core = createCore();
   // U+FDFA is one letter that NFKC expands into words with spaces.
-  const [effect] = run(core, createSession(1), { type: "login", name: "\uFDFA" });
+  const [effect] = run(core, session(1), { type: "login", name: "\uFDFA" });
   assert.equal(effect.frame.code, "invalid_name");
 });
 
 Deno.test("router: disconnect leaves every channel and frees the name", () => {
   const core = createCore();
-  const alice = createSession(1);
+  const alice = session(1);
   run(core, alice, { type: "login", name: "alice" });
   run(core, alice, { type: "join", channel: "a" });
   run(core, alice, { type: "join", channel: "b" });

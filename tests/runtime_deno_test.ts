@@ -1,14 +1,14 @@
 /** The Deno adapter's own duties: isolating bugs to one socket. */
 import assert from "node:assert/strict";
 import type { App } from "../lib/app.ts";
-import { UPGRADE } from "../lib/http.ts";
+import { createMetrics } from "../lib/metrics.ts";
 import { serveDeno } from "../lib/runtime/deno.ts";
 import { withTimeout } from "./_helpers.ts";
 
 /** An app whose message handler has a bug for the frame "boom". */
 function buggyApp(): App {
   return {
-    fetch: () => Promise.resolve(UPGRADE),
+    fetch: (_request, info) => Promise.resolve({ upgrade: true, ip: info.ip }),
     open(socket) {
       return {
         message(frame) {
@@ -18,8 +18,10 @@ function buggyApp(): App {
         closed() {},
       };
     },
-    closeAll() {},
+    shutdown() {},
     idle: () => Promise.resolve(),
+    stop() {},
+    metrics: createMetrics(),
     connections: 0,
   };
 }
@@ -44,7 +46,12 @@ function open(url: string) {
 
 Deno.test("runtime/deno: a throwing handler closes that socket with 1011, others carry on", async () => {
   const abort = new AbortController();
-  const server = serveDeno(buggyApp(), { port: 0, hostname: "127.0.0.1", signal: abort.signal });
+  const server = serveDeno(buggyApp(), {
+    port: 0,
+    hostname: "127.0.0.1",
+    pingTimeout: 0,
+    signal: abort.signal,
+  });
   const url = `ws://127.0.0.1:${server.port}/ws`;
   const logged: unknown[][] = [];
   const consoleError = console.error;

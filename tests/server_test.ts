@@ -3,6 +3,7 @@
  * code of PROTOCOL.md.
  */
 import assert from "node:assert/strict";
+import { createManualClock } from "../lib/clock.ts";
 import { startServer } from "./_helpers.ts";
 
 Deno.test("server: greets every socket with hello", async () => {
@@ -87,7 +88,7 @@ Deno.test("server: leave replies left and tells the others", async () => {
 
 Deno.test("server: broadcast reaches every member, the sender included, and nobody else", async () => {
   const now = Date.UTC(2026, 10, 23, 12, 0, 0, 250);
-  await using server = startServer({}, { now: () => now });
+  await using server = startServer({}, { clock: createManualClock(now) });
   const [alice, bob, carol] = await Promise.all([
     server.connect(),
     server.connect(),

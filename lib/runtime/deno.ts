@@ -5,41 +5,82 @@
  * @module
  */
 import type { App, Connection } from "../app.ts";
-import { UPGRADE } from "../http.ts";
+import type { Upgrade } from "../http.ts";
 import { CloseCode } from "../protocol.ts";
 import type { Socket } from "../socket.ts";
 import type { RunningServer, Runtime, ServeOptions } from "./types.ts";
 
-/** Seconds without a pong before Deno drops a WebSocket (it pings at half of this). */
-const IDLE_TIMEOUT_SECONDS = 30;
+/** How long to wait before listening again after the listener failed (e.g. out of file descriptors). */
+const RELISTEN_DELAY_MS = 1000;
 
-/** Serves `app` with `Deno.serve`. */
+/** How long the listener may keep failing before the process gives up and exits 1. */
+const RELISTEN_GIVE_UP_MS = 60_000;
+
+/** Serves `app` with `Deno.serve`; recovers the listener when accepting fails. */
 export function serveDeno(app: App, options: ServeOptions): RunningServer {
-  const server = Deno.serve({
-    port: options.port,
-    hostname: options.hostname,
-    signal: options.signal,
-    onListen: () => {},
-  }, async (request) => {
-    const answer = await app.fetch(request);
-    if (answer !== UPGRADE) return answer;
+  const handler = async (request: Request, info: Deno.ServeHandlerInfo) => {
+    const answer = await app.fetch(request, { ip: (info.remoteAddr as Deno.NetAddr).hostname });
+    if (answer instanceof Response) return answer;
     const { socket, response } = Deno.upgradeWebSocket(request, {
-      idleTimeout: IDLE_TIMEOUT_SECONDS,
+      idleTimeout: options.pingTimeout,
     });
-    bindSocket(app, socket);
+    bindSocket(app, socket, answer);
     return response;
-  });
-  const addr = server.addr as Deno.NetAddr;
+  };
+
+  let stopped = false;
+  let failingSince: number | null = null;
+  const { promise: finished, resolve: finish } = Promise.withResolvers<void>();
+  const listen = (port: number): Deno.HttpServer<Deno.NetAddr> => {
+    const server = Deno.serve({
+      port,
+      hostname: options.hostname,
+      signal: options.signal,
+      onListen: () => {},
+    }, handler);
+    server.finished.then(
+      () => finish(),
+      (error) => {
+        // Deno's accept loop dies on errors like EMFILE; open sockets live on. Listen again.
+        app.metrics.acceptErrors++;
+        if (stopped || options.signal?.aborted) return finish();
+        console.error(`hubbub: the listener failed (${error}); listening again`);
+        failingSince ??= Date.now();
+        setTimeout(relisten, RELISTEN_DELAY_MS);
+      },
+    );
+    return server;
+  };
+  const relisten = () => {
+    if (stopped || options.signal?.aborted) return finish();
+    try {
+      current = listen(addr.port);
+      failingSince = null;
+    } catch (error) {
+      if (Date.now() - (failingSince ?? Date.now()) > RELISTEN_GIVE_UP_MS) {
+        console.error(
+          `hubbub: cannot listen again (${error}); exiting so a supervisor restarts us`,
+        );
+        Deno.exit(1);
+      }
+      setTimeout(relisten, RELISTEN_DELAY_MS);
+    }
+  };
+  let current = listen(options.port);
+  const addr = current.addr;
   return {
     hostname: addr.hostname,
     port: addr.port,
-    shutdown: () => server.shutdown(),
-    finished: server.finished,
+    async shutdown() {
+      stopped = true;
+      await current.shutdown();
+    },
+    finished,
   };
 }
 
 /** Wires one Deno WebSocket to a new app connection. */
-function bindSocket(app: App, socket: WebSocket): void {
+function bindSocket(app: App, socket: WebSocket, upgrade: Upgrade): void {
   socket.binaryType = "arraybuffer";
   const adapted: Socket = {
     send(text) {
@@ -65,12 +106,13 @@ function bindSocket(app: App, socket: WebSocket): void {
     try {
       handler(event);
     } catch (error) {
+      app.metrics.internalErrors++;
       console.error(`hubbub: ${what} failed:`, error);
       adapted.close(CloseCode.InternalError, "Internal error");
     }
   };
   socket.onopen = guard("open", () => {
-    connection = app.open(adapted);
+    connection = app.open(adapted, upgrade);
   });
   socket.onmessage = guard("message", (event: MessageEvent) => {
     const data = event.data;
@@ -78,8 +120,8 @@ function bindSocket(app: App, socket: WebSocket): void {
       typeof data === "string" ? data : { binary: true, byteLength: data.byteLength },
     );
   });
-  socket.onclose = guard("close", () => {
-    connection?.closed();
+  socket.onclose = guard("close", (event: CloseEvent) => {
+    connection?.closed(event.code);
     connection = undefined;
   });
   socket.onerror = () => {
@@ -93,6 +135,7 @@ export const denoRuntime: Runtime = {
   args: () => [...Deno.args],
   env: () => Deno.env.toObject(),
   serve: serveDeno,
+  residentBytes: () => Deno.memoryUsage().rss,
   onShutdownSignal(handler) {
     let called = false;
     for (const signal of ["SIGINT", "SIGTERM"] as const) {

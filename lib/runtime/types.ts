@@ -10,6 +10,8 @@ import type { App } from "../app.ts";
 export interface ServeOptions {
   port: number;
   hostname: string;
+  /** Seconds without a pong before a WebSocket is dropped (0: never). */
+  pingTimeout: number;
   /** Aborting it stops the server. */
   signal?: AbortSignal;
 }
@@ -31,6 +33,8 @@ export interface Runtime {
   args(): string[];
   env(): Record<string, string | undefined>;
   serve(app: App, options: ServeOptions): RunningServer;
+  /** The process's resident memory in bytes. */
+  residentBytes(): number;
   /** Calls `handler` once on SIGINT or SIGTERM. */
   onShutdownSignal(handler: (signal: string) => void): void;
   exit(code: number): never;

@@ -1,0 +1,143 @@
+/**
+ * Counters of what the server did, rendered as Prometheus text for
+ * `GET /metrics`. Plain numbers bumped on the hot path; labels only where
+ * their values are few and fixed (error and close codes, refusal reasons).
+ *
+ * @module
+ */
+
+/** Everything the server counts. */
+export interface Metrics {
+  connectionsOpened: number;
+  /** Upgrades refused before they became sockets, by reason. */
+  refused: Map<string, number>;
+  framesIn: number;
+  messagesIn: number;
+  /** Frames sent, after coalescing. */
+  framesOut: number;
+  /** Objects delivered to a recipient (one message to 10 members counts 10). */
+  deliveries: number;
+  errors: Map<string, number>;
+  closes: Map<number, number>;
+  slowConsumers: number;
+  rateLimited: number;
+  internalErrors: number;
+  acceptErrors: number;
+}
+
+/** Creates zeroed metrics. */
+export function createMetrics(): Metrics {
+  return {
+    connectionsOpened: 0,
+    refused: new Map(),
+    framesIn: 0,
+    messagesIn: 0,
+    framesOut: 0,
+    deliveries: 0,
+    errors: new Map(),
+    closes: new Map(),
+    slowConsumers: 0,
+    rateLimited: 0,
+    internalErrors: 0,
+    acceptErrors: 0,
+  };
+}
+
+/** Adds one to a labelled counter. */
+export function bump<K>(counter: Map<K, number>, key: K): void {
+  counter.set(key, (counter.get(key) ?? 0) + 1);
+}
+
+/** Point-in-time values that are not counters. */
+export interface Gauges {
+  connections: number;
+  users: number;
+  channels: number;
+  residentBytes?: number;
+}
+
+/** Renders the Prometheus text exposition format (version 0.0.4). */
+export function renderMetrics(metrics: Metrics, gauges: Gauges): string {
+  const lines: string[] = [];
+  const metric = (
+    name: string,
+    type: "counter" | "gauge",
+    help: string,
+    samples: [string, number][],
+  ) => {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    for (const [labels, value] of samples) lines.push(`${name}${labels} ${value}`);
+  };
+  const labelled = <K>(label: string, counter: Map<K, number>): [string, number][] =>
+    [...counter].map(([key, value]) => [`{${label}="${key}"}`, value]);
+
+  metric("hubbub_connections", "gauge", "Open WebSocket connections.", [["", gauges.connections]]);
+  metric("hubbub_users", "gauge", "Logged-in users.", [["", gauges.users]]);
+  metric("hubbub_channels", "gauge", "Channels with at least one member.", [["", gauges.channels]]);
+  metric("hubbub_connections_opened_total", "counter", "WebSocket connections accepted.", [[
+    "",
+    metrics.connectionsOpened,
+  ]]);
+  metric(
+    "hubbub_upgrades_refused_total",
+    "counter",
+    "Upgrades refused, by reason.",
+    labelled("reason", metrics.refused),
+  );
+  metric("hubbub_frames_in_total", "counter", "WebSocket messages received.", [[
+    "",
+    metrics.framesIn,
+  ]]);
+  metric("hubbub_messages_in_total", "counter", "Chat messages accepted for delivery.", [[
+    "",
+    metrics.messagesIn,
+  ]]);
+  metric("hubbub_frames_out_total", "counter", "WebSocket messages sent (after coalescing).", [[
+    "",
+    metrics.framesOut,
+  ]]);
+  metric("hubbub_deliveries_total", "counter", "Frames delivered, counted per recipient.", [[
+    "",
+    metrics.deliveries,
+  ]]);
+  metric(
+    "hubbub_errors_total",
+    "counter",
+    "Error frames sent, by code.",
+    labelled("code", metrics.errors),
+  );
+  metric(
+    "hubbub_closes_total",
+    "counter",
+    "Connections closed by the server, by close code.",
+    labelled("code", metrics.closes),
+  );
+  metric("hubbub_slow_consumers_total", "counter", "Connections dropped for reading too slowly.", [[
+    "",
+    metrics.slowConsumers,
+  ]]);
+  metric("hubbub_rate_limited_total", "counter", "Frames refused by a rate limit.", [[
+    "",
+    metrics.rateLimited,
+  ]]);
+  metric("hubbub_internal_errors_total", "counter", "Bugs caught in socket callbacks.", [[
+    "",
+    metrics.internalErrors,
+  ]]);
+  metric(
+    "hubbub_accept_errors_total",
+    "counter",
+    "Listener failures (e.g. out of file descriptors).",
+    [[
+      "",
+      metrics.acceptErrors,
+    ]],
+  );
+  if (gauges.residentBytes !== undefined) {
+    metric("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", [[
+      "",
+      gauges.residentBytes,
+    ]]);
+  }
+  return lines.join("\n") + "\n";
+}
