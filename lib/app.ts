@@ -259,6 +259,7 @@ export function createApp(config: Config, deps: AppDeps): App {
     stop() {
       stopSweep();
       stopAdmissionSweep();
+      hub.stop();
     },
     metrics,
     get connections() {

@@ -6,7 +6,11 @@
  *
  * A socket whose unsent bytes pass `maxBufferedBytes` is reported through
  * `onSlowConsumer` so it cannot grow the server's memory; the others are
- * unaffected.
+ * unaffected. The check runs in a later task than the writes (within one
+ * task no write has reached the kernel yet), and a socket is slow when its
+ * backlog is over the cap and has not shrunk since the last check: a healthy
+ * client drains a burst, a stuck one does not. A backlog over
+ * `HARD_BACKLOG_FACTOR` times the cap is slow at once.
  *
  * @module
  */
@@ -29,6 +33,8 @@ export interface Hub {
   close(id: SessionId, code: number, reason: string): void;
   /** Every registered session. */
   ids(): IterableIterator<SessionId>;
+  /** Cancels the pending backlog check; the hub sends nothing more. */
+  stop(): void;
   /** How many sockets are registered. */
   readonly size: number;
 }
@@ -37,15 +43,20 @@ export interface Hub {
 export interface HubOptions {
   maxBufferedBytes: number;
   metrics: Metrics;
-  /** Called during a flush, after the write, for a socket over `maxBufferedBytes`. */
+  /** Called, in its own task, for a socket whose backlog is over `maxBufferedBytes`. */
   onSlowConsumer(id: SessionId): void;
 }
+
+/** A backlog this many times `maxBufferedBytes` marks a slow consumer without a second look. */
+export const HARD_BACKLOG_FACTOR = 8;
 
 interface Outbox {
   readonly id: SessionId;
   readonly socket: Socket;
   /** Serialized frames waiting for the next flush. */
   pending: string[];
+  /** The backlog seen at the last check when it was over the cap; Infinity otherwise. */
+  backlogOverCap: number;
 }
 
 /** Creates a hub that flushes queued frames from a microtask. */
@@ -54,6 +65,25 @@ export function createHub(options: HubOptions): Hub {
   const outboxes = new Map<SessionId, Outbox>();
   let dirty = new Set<Outbox>();
   let flushScheduled = false;
+  /** Sockets written to since the last backlog check. */
+  let written = new Set<Outbox>();
+  let checkTimer: ReturnType<typeof setTimeout> | undefined;
+  let stopped = false;
+
+  const checkBacklogs = () => {
+    const batch = written;
+    written = new Set();
+    checkTimer = undefined;
+    const cap = options.maxBufferedBytes;
+    for (const outbox of batch) {
+      if (outboxes.get(outbox.id) !== outbox) continue;
+      const backlog = outbox.socket.bufferedAmount;
+      if (backlog <= cap) outbox.backlogOverCap = Infinity;
+      else if (backlog > cap * HARD_BACKLOG_FACTOR || backlog >= outbox.backlogOverCap) {
+        options.onSlowConsumer(outbox.id);
+      } else outbox.backlogOverCap = backlog;
+    }
+  };
 
   const write = (outbox: Outbox) => {
     const { pending } = outbox;
@@ -71,9 +101,10 @@ export function createHub(options: HubOptions): Hub {
     for (const outbox of batch) {
       if (outboxes.get(outbox.id) !== outbox) continue; // closed since it was queued
       write(outbox);
-      if (outbox.socket.bufferedAmount > options.maxBufferedBytes) {
-        options.onSlowConsumer(outbox.id);
-      }
+      written.add(outbox);
+    }
+    if (checkTimer === undefined && written.size > 0 && !stopped) {
+      checkTimer = setTimeout(checkBacklogs, 0);
     }
   };
 
@@ -88,7 +119,7 @@ export function createHub(options: HubOptions): Hub {
 
   return {
     add(id, socket) {
-      outboxes.set(id, { id, socket, pending: [] });
+      outboxes.set(id, { id, socket, pending: [], backlogOverCap: Infinity });
     },
     remove(id) {
       const outbox = outboxes.get(id);
@@ -126,6 +157,11 @@ export function createHub(options: HubOptions): Hub {
       outbox.socket.close(code, reason);
     },
     ids: () => outboxes.keys(),
+    stop() {
+      stopped = true;
+      clearTimeout(checkTimer);
+      checkTimer = undefined;
+    },
     get size() {
       return outboxes.size;
     },

@@ -8,10 +8,16 @@ import { readUntil, terminate } from "./_process.ts";
 
 const ROOT = new URL("../../", import.meta.url);
 
-/** The `deno run main.ts` command with `args`, its output piped. */
-export function hubbub(args: string[], env: Record<string, string> = {}): Deno.Command {
-  return new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-net", "--allow-env", "main.ts", ...args],
+/** The `deno run main.ts` command with `args`, its output piped; `maxFiles` caps its descriptors. */
+export function hubbub(
+  args: string[],
+  env: Record<string, string> = {},
+  { maxFiles }: { maxFiles?: number } = {},
+): Deno.Command {
+  const command = [Deno.execPath(), "run", "--allow-net", "--allow-env", "main.ts", ...args];
+  if (maxFiles !== undefined) command.unshift("prlimit", `--nofile=${maxFiles}`);
+  return new Deno.Command(command[0], {
+    args: command.slice(1),
     cwd: ROOT,
     env,
     stdin: "null",
@@ -37,8 +43,13 @@ export interface SpawnedServer extends AsyncDisposable {
 }
 
 /** Starts `main.ts` on `port` (0: a free one) and resolves once it prints its listening line. */
-export async function spawnServer({ port = 0 } = {}): Promise<SpawnedServer> {
-  const child = hubbub(["--port", String(port), "--hostname", "127.0.0.1"]).spawn();
+export async function spawnServer(
+  { port = 0, args = [], maxFiles }: { port?: number; args?: string[]; maxFiles?: number } = {},
+): Promise<SpawnedServer> {
+  const child = hubbub(["--port", String(port), "--hostname", "127.0.0.1", ...args], {}, {
+    maxFiles,
+  })
+    .spawn();
   // Read from the start, so that a chatty process cannot block on a full pipe.
   const stderr = new Response(child.stderr).text();
   let listening;

@@ -3,7 +3,7 @@
  * only net and env permissions (no --allow-read, as in a compiled binary).
  */
 import assert from "node:assert/strict";
-import { openClient } from "../_helpers.ts";
+import { openClient, withTimeout } from "../_helpers.ts";
 import { hubbub, spawnServer } from "./_server.ts";
 
 Deno.test("process: serves the client and chat without read permission; SIGTERM closes with 1012", async () => {
@@ -47,4 +47,76 @@ Deno.test("process: bad configuration names the option and exits 2", async (t) =
       assert.match(new TextDecoder().decode(output.stderr), pattern);
     });
   }
+});
+
+Deno.test("process: SIGTERM with 100 clients connected closes all with 1012 and exits 0 within 5 s", async () => {
+  await using server = await spawnServer({ args: ["--connect-rate", "1000"] });
+  const clients = await Promise.all(Array.from({ length: 100 }, () => openClient(server.wsUrl)));
+  await Promise.all(clients.map(async (client, i) => {
+    await client.login(`user${i}`);
+    await client.join("everyone");
+  }));
+  const started = performance.now();
+  server.child.kill("SIGTERM");
+  const codes = await Promise.all(clients.map(async (client) => (await client.closed).code));
+  const status = await server.child.status;
+  const elapsed = performance.now() - started;
+  assert.deepEqual(new Set(codes), new Set([1012]));
+  assert.equal(status.code, 0);
+  assert.ok(elapsed < 5000, `took ${elapsed} ms`);
+  // Nobody is told of 99 others leaving: shutdown sends no presence storm.
+  assert.ok(
+    clients.every((client) =>
+      client.buffered.every((frame) => frame.type !== "presence" || frame.event !== "leave")
+    ),
+  );
+});
+
+Deno.test("process: out of file descriptors, it keeps its sockets and accepts again once some close", async () => {
+  await using server = await spawnServer({
+    args: ["--connect-rate", "10000", "--max-connections-per-ip", "10000"],
+    maxFiles: 160,
+  });
+  const open: WebSocket[] = [];
+  let refused = 0;
+  // Open sockets until the descriptors run out: new connections then fail.
+  while (refused < 5 && open.length < 400) {
+    const socket = new WebSocket(server.wsUrl);
+    const ok = await new Promise<boolean>((resolve) => {
+      socket.onopen = () => resolve(true);
+      socket.onerror = () => resolve(false);
+    });
+    if (ok) open.push(socket);
+    else refused++;
+  }
+  assert.ok(open.length > 20 && open.length < 400, `opened ${open.length}`);
+  const survivor = open.pop()!;
+  await Promise.all(open.map((socket) => {
+    const closed = new Promise((resolve) => socket.onclose = resolve);
+    socket.close();
+    return closed;
+  }));
+  // The listener comes back (it retries every second): a new client can chat.
+  const client = await withTimeout(
+    (async () => {
+      for (;;) {
+        try {
+          return await openClient(server.wsUrl);
+        } catch {
+          await new Promise((resolve) => setTimeout(resolve, 200));
+        }
+      }
+    })(),
+    "the listener to accept again",
+    10_000,
+  );
+  await client.login("afterwards");
+  await client.close();
+  assert.equal(survivor.readyState, WebSocket.OPEN, "sockets opened before the failure survive");
+  const closed = new Promise((resolve) => survivor.onclose = resolve);
+  survivor.close();
+  await closed;
+  const metrics = await (await fetch(`${server.url}/metrics`)).text();
+  assert.match(metrics, /hubbub_accept_errors_total [1-9]/);
+  assert.match(await (server.stop(), server.stderr), /listener failed/);
 });
