@@ -17,6 +17,18 @@
   const DEAD_AFTER_MS = 45_000; // no frame at all for this long: assume a dead link
   const MAX_MESSAGES_PER_CHANNEL = 500;
   const CHANNEL_RE = /^[A-Za-z0-9_.:-]{1,64}$/;
+  /** Close codes after which we wait for the user instead of reconnecting (see PROTOCOL.md). */
+  const WAIT_FOR_USER = new Map([
+    [4408, "disconnected: no login in time"],
+    [4410, "disconnected: idle for too long"],
+  ]);
+  /** What the status line says while reconnecting after other close codes. */
+  const CLOSE_REASONS = new Map([
+    [1009, "a message was too large"],
+    [1012, "server restarting"],
+    [1013, "connection too slow"],
+    [4429, "too many messages"],
+  ]);
 
   // -------------------------------------------------------------------- state
 
@@ -162,12 +174,24 @@
     stopPolling();
     // Everything still in state.joined is re-joined once we are back.
     for (const ch of state.joined.values()) ch.members.clear();
+    render();
+    const waitForUser = WAIT_FOR_USER.get(code);
+    if (waitForUser) {
+      // The server closed us for inactivity: reconnecting by ourselves would
+      // only be closed again. The login form and "Reconnect now" bring us back.
+      ui.reconnect.hidden = false;
+      setStatus("offline", waitForUser);
+      return;
+    }
     if (code === 1012) {
       // Server restart: it will be back soon, so start the back-off afresh.
       state.reconnectAttempt = 0;
     }
-    render();
-    scheduleReconnect(code === 1012 ? "server restarting" : "disconnected");
+    if (code === 4429 || code === 1013) {
+      // Flooding or reading too slowly: come back, but not at once.
+      state.reconnectAttempt = Math.max(state.reconnectAttempt, 4);
+    }
+    scheduleReconnect(CLOSE_REASONS.get(code) ?? "disconnected");
   }
 
   /**
