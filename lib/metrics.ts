@@ -58,86 +58,98 @@ export interface Gauges {
 
 /** Renders the Prometheus text exposition format (version 0.0.4). */
 export function renderMetrics(metrics: Metrics, gauges: Gauges): string {
-  const lines: string[] = [];
-  const metric = (
+  const one = (value: number | undefined): [string, number][] =>
+    value === undefined ? [] : [["", value]];
+  const labelled = <K>(label: string, counter: Map<K, number>): [string, number][] =>
+    [...counter].map(([key, value]) => [`{${label}="${key}"}`, value]);
+  const families: [
     name: string,
     type: "counter" | "gauge",
     help: string,
     samples: [string, number][],
-  ) => {
+  ][] = [
+    ["hubbub_connections", "gauge", "Open WebSocket connections.", one(gauges.connections)],
+    ["hubbub_users", "gauge", "Logged-in users.", one(gauges.users)],
+    ["hubbub_channels", "gauge", "Channels with at least one member.", one(gauges.channels)],
+    [
+      "hubbub_connections_opened_total",
+      "counter",
+      "WebSocket connections accepted.",
+      one(metrics.connectionsOpened),
+    ],
+    [
+      "hubbub_upgrades_refused_total",
+      "counter",
+      "Upgrades refused, by reason.",
+      labelled("reason", metrics.refused),
+    ],
+    ["hubbub_frames_in_total", "counter", "WebSocket messages received.", one(metrics.framesIn)],
+    [
+      "hubbub_messages_in_total",
+      "counter",
+      "Chat messages accepted for delivery.",
+      one(metrics.messagesIn),
+    ],
+    [
+      "hubbub_frames_out_total",
+      "counter",
+      "WebSocket messages sent (after coalescing).",
+      one(metrics.framesOut),
+    ],
+    [
+      "hubbub_deliveries_total",
+      "counter",
+      "Frames delivered, counted per recipient.",
+      one(metrics.deliveries),
+    ],
+    [
+      "hubbub_errors_total",
+      "counter",
+      "Error frames sent, by code.",
+      labelled("code", metrics.errors),
+    ],
+    [
+      "hubbub_closes_total",
+      "counter",
+      "Connections closed, by close code.",
+      labelled("code", metrics.closes),
+    ],
+    [
+      "hubbub_slow_consumers_total",
+      "counter",
+      "Connections dropped for reading too slowly.",
+      one(metrics.slowConsumers),
+    ],
+    [
+      "hubbub_rate_limited_total",
+      "counter",
+      "Frames refused by a rate limit.",
+      one(metrics.rateLimited),
+    ],
+    [
+      "hubbub_internal_errors_total",
+      "counter",
+      "Bugs caught in socket callbacks.",
+      one(metrics.internalErrors),
+    ],
+    [
+      "hubbub_accept_errors_total",
+      "counter",
+      "Listener failures (e.g. out of file descriptors).",
+      one(metrics.acceptErrors),
+    ],
+    [
+      "process_resident_memory_bytes",
+      "gauge",
+      "Resident memory size in bytes.",
+      one(gauges.residentBytes),
+    ],
+  ];
+  const lines: string[] = [];
+  for (const [name, type, help, samples] of families) {
+    if (samples.length === 0 && type === "gauge") continue; // a gauge the runtime cannot tell
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
     for (const [labels, value] of samples) lines.push(`${name}${labels} ${value}`);
-  };
-  const labelled = <K>(label: string, counter: Map<K, number>): [string, number][] =>
-    [...counter].map(([key, value]) => [`{${label}="${key}"}`, value]);
-
-  metric("hubbub_connections", "gauge", "Open WebSocket connections.", [["", gauges.connections]]);
-  metric("hubbub_users", "gauge", "Logged-in users.", [["", gauges.users]]);
-  metric("hubbub_channels", "gauge", "Channels with at least one member.", [["", gauges.channels]]);
-  metric("hubbub_connections_opened_total", "counter", "WebSocket connections accepted.", [[
-    "",
-    metrics.connectionsOpened,
-  ]]);
-  metric(
-    "hubbub_upgrades_refused_total",
-    "counter",
-    "Upgrades refused, by reason.",
-    labelled("reason", metrics.refused),
-  );
-  metric("hubbub_frames_in_total", "counter", "WebSocket messages received.", [[
-    "",
-    metrics.framesIn,
-  ]]);
-  metric("hubbub_messages_in_total", "counter", "Chat messages accepted for delivery.", [[
-    "",
-    metrics.messagesIn,
-  ]]);
-  metric("hubbub_frames_out_total", "counter", "WebSocket messages sent (after coalescing).", [[
-    "",
-    metrics.framesOut,
-  ]]);
-  metric("hubbub_deliveries_total", "counter", "Frames delivered, counted per recipient.", [[
-    "",
-    metrics.deliveries,
-  ]]);
-  metric(
-    "hubbub_errors_total",
-    "counter",
-    "Error frames sent, by code.",
-    labelled("code", metrics.errors),
-  );
-  metric(
-    "hubbub_closes_total",
-    "counter",
-    "Connections closed by the server, by close code.",
-    labelled("code", metrics.closes),
-  );
-  metric("hubbub_slow_consumers_total", "counter", "Connections dropped for reading too slowly.", [[
-    "",
-    metrics.slowConsumers,
-  ]]);
-  metric("hubbub_rate_limited_total", "counter", "Frames refused by a rate limit.", [[
-    "",
-    metrics.rateLimited,
-  ]]);
-  metric("hubbub_internal_errors_total", "counter", "Bugs caught in socket callbacks.", [[
-    "",
-    metrics.internalErrors,
-  ]]);
-  metric(
-    "hubbub_accept_errors_total",
-    "counter",
-    "Listener failures (e.g. out of file descriptors).",
-    [[
-      "",
-      metrics.acceptErrors,
-    ]],
-  );
-  if (gauges.residentBytes !== undefined) {
-    metric("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", [[
-      "",
-      gauges.residentBytes,
-    ]]);
   }
   return lines.join("\n") + "\n";
 }
