@@ -7,17 +7,29 @@
  */
 import { createAdmission } from "./admission.ts";
 import { ASSETS } from "./assets.ts";
-import { audience, createChannels } from "./channels.ts";
+import { audience, createChannels, listChannels, memberNames } from "./channels.ts";
 import type { Clock } from "./clock.ts";
 import type { Config } from "./config.ts";
 import { type Deadlines, expired, touch } from "./deadlines.ts";
+import { createApi } from "./api.ts";
+import { createJwtVerifier, type JwtVerifier } from "./auth/jwt.ts";
+import { createAuthorizer, headerLists, queryLists } from "./auth/webhook.ts";
+import { createGate, type GateResult, type TokenGrant } from "./gate.ts";
 import { createHttpHandler, type HttpHandler, type Upgrade } from "./http.ts";
 import { createHub } from "./hub.ts";
 import { bump, createMetrics, type Metrics, renderMetrics } from "./metrics.ts";
 import { parseClientFrame } from "./parse.ts";
 import { clientCommandSchemas, CloseCode, PROTOCOL_VERSION } from "./protocol.ts";
-import { createRegistry, type SessionId } from "./registry.ts";
-import { type Core, disconnect, type Effect, error, messageFrame, route } from "./router.ts";
+import { createRegistry, ownerOf, type SessionId } from "./registry.ts";
+import {
+  type Core,
+  disconnect,
+  type Effect,
+  error,
+  messageFrame,
+  route,
+  type RoutedCommand,
+} from "./router.ts";
 import { createSession, type Session } from "./session.ts";
 import type { InboundFrame, Socket } from "./socket.ts";
 import { createBucket, type Rate, take } from "./token_bucket.ts";
@@ -28,6 +40,12 @@ export const RATE_LIMIT_STRIKES = 10;
 
 /** How often deadlines are checked. */
 const SWEEP_INTERVAL_MS = 1000;
+
+/** Logins refused in a row after which the connection is closed (4401). */
+export const MAX_FAILED_LOGINS = 5;
+
+/** Frames a session may have waiting behind a token check or authorizer call. */
+const MAX_BACKLOG = 256;
 
 /** How often idle per-IP records are forgotten. */
 const ADMISSION_SWEEP_MS = 60_000;
@@ -80,6 +98,14 @@ export function createApp(config: Config, deps: AppDeps): App {
     connectRate: { perSecond: config.connectRate, burst: config.connectRate * 2 },
   });
   const sessions = new Map<SessionId, Session>();
+  const jwt = jwtVerifierFor(config);
+  const authorizer = config.authorizerUrl === null ? null : createAuthorizer({
+    url: config.authorizerUrl,
+    timeoutMs: config.authorizerTimeoutMs,
+    maxConcurrent: config.authorizerConcurrency,
+    maxQueued: config.authorizerConcurrency * 16,
+  });
+  const gate = createGate({ jwt, authorizer, downCloseCode: CloseCode.TryAgainLater });
   /** Connections that must log in, by when they started waiting. */
   const awaitingLogin: Deadlines = new Map();
   /** Logged-in connections by last activity; only kept when --idle-timeout is on. */
@@ -138,15 +164,79 @@ export function createApp(config: Config, deps: AppDeps): App {
     if (!shuttingDown) run(disconnect(core, session), id);
   };
 
-  /** Moves a session between the login and idle deadlines when a command logs it in or out. */
-  const trackLogin = (session: Session, wasLoggedIn: boolean, now: number) => {
+  /** Counts a refused login; too many in a row end the connection. */
+  const loginFailed = (session: Session) => {
+    if (++session.failedLogins >= MAX_FAILED_LOGINS) {
+      end(session.id, CloseCode.Unauthorized, "Too many failed logins");
+    }
+  };
+
+  /** Routes one command and keeps deadlines and token state in step with its login state. */
+  const apply = (
+    session: Session,
+    command: RoutedCommand,
+    grant: TokenGrant | undefined,
+    now: number,
+  ) => {
+    const wasLoggedIn = session.name !== null;
+    run(route(core, session, command), session.id);
     const isLoggedIn = session.name !== null;
-    if (isLoggedIn && !wasLoggedIn) awaitingLogin.delete(session.id);
-    if (!isLoggedIn && wasLoggedIn) {
+    if (isLoggedIn && !wasLoggedIn) {
+      awaitingLogin.delete(session.id);
+      session.failedLogins = 0;
+      if (grant) {
+        session.tokenExpiresAt = grant.expiresAt;
+        session.channelFilter = grant.channelFilter;
+      }
+    } else if (!isLoggedIn && wasLoggedIn) {
       lastActive.delete(session.id);
+      session.tokenExpiresAt = null;
+      session.channelFilter = null;
       touch(awaitingLogin, session.id, now);
+    } else if (!isLoggedIn && command.type === "login") {
+      loginFailed(session);
     }
     if (isLoggedIn && config.idleTimeout > 0) touch(lastActive, session.id, now);
+  };
+
+  /** Handles one text or binary frame, in arrival order, after size and rate checks. */
+  const process = (session: Session, frame: InboundFrame) => {
+    if (typeof frame !== "string") {
+      return run(
+        [error("bad_request", "Binary frames are not supported; send JSON text")],
+        session.id,
+      );
+    }
+    const parsed = parseClientFrame(frame, schemas);
+    if (!parsed.ok) return run([error(parsed.code, parsed.message, parsed.ref)], session.id);
+    const { command } = parsed;
+    const now = clock.now();
+    if (!gate.needsCheck(command)) return apply(session, command as RoutedCommand, undefined, now);
+    // Frames arriving meanwhile wait, so every client's commands take effect in order.
+    session.busy = true;
+    gate.check(session, command, now).then(
+      (result) => settle(session, result),
+      (failure) => {
+        metrics.internalErrors++;
+        console.error("hubbub: a gate check failed:", failure);
+        end(session.id, CloseCode.InternalError, "Internal error");
+      },
+    );
+  };
+
+  const settle = (session: Session, result: GateResult) => {
+    if (!sessions.has(session.id)) return;
+    session.busy = false;
+    const now = clock.now();
+    if (result.kind === "route") apply(session, result.command, result.token, now);
+    else if (result.kind === "close") return end(session.id, result.code, result.reason);
+    else {
+      run(result.effects, session.id);
+      if (result.failedLogin) loginFailed(session);
+    }
+    while (!session.busy && session.backlog.length > 0 && sessions.has(session.id)) {
+      process(session, session.backlog.shift()!);
+    }
   };
 
   const sweep = () => {
@@ -157,6 +247,14 @@ export function createApp(config: Config, deps: AppDeps): App {
     if (config.idleTimeout > 0) {
       for (const id of expired(lastActive, now, config.idleTimeout * 1000)) {
         end(id, CloseCode.IdleTimeout, "Idle timeout");
+      }
+    }
+    if (jwt !== null) {
+      const deadline = now - config.jwtClockSkew * 1000;
+      for (const session of sessions.values()) {
+        if (session.tokenExpiresAt !== null && session.tokenExpiresAt <= deadline) {
+          end(session.id, CloseCode.Unauthorized, "Token expired");
+        }
       }
     }
   };
@@ -171,10 +269,34 @@ export function createApp(config: Config, deps: AppDeps): App {
       if (refusal) bump(metrics.refused, refusal.reason);
       return refusal;
     },
-    broadcast(channel, from, text) {
-      metrics.messagesIn++;
-      return hub.sendAll(audience(core.channels, channel), messageFrame(core, channel, from, text));
+    authorizeUpgrade: authorizer === null ? undefined : (request) => {
+      const url = new URL(request.url);
+      return authorizer.decide({
+        command: "connect",
+        args: { headers: headerLists(request.headers), query: queryLists(url) },
+      });
     },
+    api: createApi({
+      apiKey: config.apiKey,
+      maxBodyBytes: config.maxMessageBytes,
+      maxTextLength: config.maxTextLength,
+      broadcast(channel, from, text) {
+        metrics.messagesIn++;
+        return hub.sendAll(
+          audience(core.channels, channel),
+          messageFrame(core, channel, from, text),
+        );
+      },
+      kick(name) {
+        const id = ownerOf(core.registry, name);
+        if (id === undefined) return false;
+        end(id, CloseCode.Kicked, "Removed by an operator");
+        return true;
+      },
+      channels: () => listChannels(core.channels),
+      members: (channel) =>
+        core.channels.members.has(channel) ? memberNames(core.channels, channel) : null,
+    }),
     metricsText: () =>
       renderMetrics(metrics, {
         connections: sessions.size,
@@ -224,17 +346,11 @@ export function createApp(config: Config, deps: AppDeps): App {
             ], id);
           }
           session.strikes = 0;
-          if (typeof frame !== "string") {
-            return run(
-              [error("bad_request", "Binary frames are not supported; send JSON text")],
-              id,
-            );
+          if (!session.busy) return process(session, frame);
+          if (session.backlog.length >= MAX_BACKLOG) {
+            return run([error("rate_limited", "Too many commands waiting; dropped")], id);
           }
-          const parsed = parseClientFrame(frame, schemas);
-          if (!parsed.ok) return run([error(parsed.code, parsed.message, parsed.ref)], id);
-          const wasLoggedIn = session.name !== null;
-          run(route(core, session, parsed.command), id);
-          trackLogin(session, wasLoggedIn, now);
+          session.backlog.push(frame);
         },
         closed(code) {
           if (!socketOpen) return;
@@ -266,4 +382,26 @@ export function createApp(config: Config, deps: AppDeps): App {
       return sessions.size;
     },
   };
+}
+
+/** The token verifier the configuration asks for, if any. */
+function jwtVerifierFor(config: Config): JwtVerifier | null {
+  const options = {
+    issuer: config.jwtIssuer ?? undefined,
+    audience: config.jwtAudience ?? undefined,
+    clockSkewSeconds: config.jwtClockSkew,
+  };
+  if (config.jwtSecret !== null) {
+    return createJwtVerifier({ ...options, source: { kind: "secret", secret: config.jwtSecret } });
+  }
+  if (config.jwtPublicKey !== null) {
+    return createJwtVerifier({
+      ...options,
+      source: { kind: "publicKey", pem: config.jwtPublicKey },
+    });
+  }
+  if (config.jwksUrl !== null) {
+    return createJwtVerifier({ ...options, source: { kind: "jwks", url: config.jwksUrl } });
+  }
+  return null;
 }

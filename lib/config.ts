@@ -7,6 +7,7 @@
  */
 import { parseArgs } from "node:util";
 import { z } from "zod";
+import { algorithmsForPublicKey } from "./auth/jwt.ts";
 
 /** The validated server configuration. */
 export interface Config {
@@ -38,12 +39,28 @@ export interface Config {
   idleTimeout: number;
   /** Take the client address from the last X-Forwarded-For entry. */
   trustProxy: boolean;
+  /** HS256/384/512 secret for login tokens. */
+  jwtSecret: string | null;
+  /** PEM public key for RS*, PS*, ES* or EdDSA login tokens. */
+  jwtPublicKey: string | null;
+  /** URL of a JSON Web Key Set for login tokens. */
+  jwksUrl: string | null;
+  jwtIssuer: string | null;
+  jwtAudience: string | null;
+  /** Seconds of clock difference tolerated on `exp` and `nbf`. */
+  jwtClockSkew: number;
+  /** The authorizer webhook; null: none. */
+  authorizerUrl: string | null;
+  authorizerTimeoutMs: number;
+  authorizerConcurrency: number;
 }
 
 interface Option<K extends keyof Config> {
   key: K;
   flag: string;
   env: string;
+  /** Other environment variables read when `env` is not set (names other servers use). */
+  envAliases?: string[];
   /** The default, as it would be written on the command line. */
   fallback: string | null;
   description: string;
@@ -64,6 +81,14 @@ const origin = z.string().refine((text) => {
     return false;
   }
 }, "expected origins like https://chat.example.com, comma-separated");
+
+const httpUrl = z.string().refine((text) => {
+  try {
+    return ["http:", "https:"].includes(new URL(text).protocol);
+  } catch {
+    return false;
+  }
+}, "expected an http:// or https:// URL");
 
 const option = <K extends keyof Config>(o: Option<K>) => o;
 
@@ -196,8 +221,9 @@ export const OPTIONS = [
     key: "loginTimeout",
     flag: "login-timeout",
     env: "LOGIN_TIMEOUT",
-    fallback: "30",
-    description: "Seconds a connection may stay without a login before it is closed with 4408",
+    fallback: null,
+    description:
+      "Seconds a connection may stay without a login before it is closed with 4408 (default: 5 with JWT, else 30)",
     schema: integer(1, 86400),
   }),
   option({
@@ -218,6 +244,88 @@ export const OPTIONS = [
     schema: z.enum(["true", "false", "1", "0"]).transform((text) =>
       text === "true" || text === "1"
     ),
+  }),
+  option({
+    key: "jwtSecret",
+    flag: "jwt-secret",
+    env: "JWT_SECRET",
+    envAliases: ["JWT_DECODE_SECRET"],
+    fallback: null,
+    description: "Require login tokens signed with this HS256/384/512 secret (16+ characters)",
+    schema: z.string().min(16, "expected at least 16 characters"),
+  }),
+  option({
+    key: "jwtPublicKey",
+    flag: "jwt-public-key",
+    env: "JWT_PUBLIC_KEY",
+    fallback: null,
+    description: "Require login tokens verified by this PEM public key (RS*, PS*, ES*, EdDSA)",
+    schema: z.string().transform((text) => text.replaceAll("\\n", "\n")).refine((pem) => {
+      try {
+        algorithmsForPublicKey(pem);
+        return true;
+      } catch {
+        return false;
+      }
+    }, "expected a PEM RSA, EC (P-256/384/521) or Ed25519 public key"),
+  }),
+  option({
+    key: "jwksUrl",
+    flag: "jwks-url",
+    env: "JWKS_URL",
+    fallback: null,
+    description:
+      "Require login tokens verified by this JSON Web Key Set (fetched, cached, refreshed)",
+    schema: httpUrl,
+  }),
+  option({
+    key: "jwtIssuer",
+    flag: "jwt-issuer",
+    env: "JWT_ISSUER",
+    fallback: null,
+    description: "Required `iss` claim of login tokens",
+    schema: z.string().min(1),
+  }),
+  option({
+    key: "jwtAudience",
+    flag: "jwt-audience",
+    env: "JWT_AUDIENCE",
+    fallback: null,
+    description: "Required `aud` claim of login tokens",
+    schema: z.string().min(1),
+  }),
+  option({
+    key: "jwtClockSkew",
+    flag: "jwt-clock-skew",
+    env: "JWT_CLOCK_SKEW",
+    fallback: "30",
+    description: "Seconds of clock difference tolerated on `exp` and `nbf`",
+    schema: integer(0, 3600),
+  }),
+  option({
+    key: "authorizerUrl",
+    flag: "authorizer-url",
+    env: "AUTHORIZER_URL",
+    fallback: null,
+    description: "Ask this URL (POST) before each upgrade and each login, join and broadcast",
+    schema: httpUrl,
+  }),
+  option({
+    key: "authorizerTimeoutMs",
+    flag: "authorizer-timeout-ms",
+    env: "AUTHORIZER_TIMEOUT_MS",
+    fallback: "2000",
+    description: "Milliseconds to wait for the authorizer before treating it as down",
+    schema: integer(1, 60_000),
+  }),
+  option({
+    key: "authorizerConcurrency",
+    flag: "authorizer-concurrency",
+    env: "AUTHORIZER_CONCURRENCY",
+    fallback: "64",
+    description:
+      "Authorizer calls in flight at once (16x more may wait; beyond that it counts as down)",
+    schema: integer(1, 10_000),
   }),
 ] as const;
 
@@ -255,34 +363,49 @@ export function parseConfig(
   const config: Record<string, unknown> = {};
   for (const o of OPTIONS) {
     const fromFlag = values[o.flag] as string | undefined;
-    const raw = fromFlag ?? env[o.env] ?? o.fallback;
+    const envName = [o.env, ...(o.envAliases ?? [])].find((name) => env[name] !== undefined);
+    const raw = fromFlag ?? (envName === undefined ? undefined : env[envName]) ?? o.fallback;
     if (raw === null) {
       config[o.key] = null;
       continue;
     }
     const result = (o.schema as z.ZodType).safeParse(raw);
     if (!result.success) {
-      const source = fromFlag !== undefined
-        ? `--${o.flag}`
-        : env[o.env] !== undefined
-        ? o.env
-        : `--${o.flag}`;
+      const source = fromFlag === undefined && envName !== undefined ? envName : `--${o.flag}`;
+      // Secrets stay out of error messages and logs.
+      const shown = SECRET_OPTIONS.has(o.key) ? "" : ` "${raw}"`;
       return {
         kind: "error",
-        message: `Invalid ${source} "${raw}": ${result.error.issues[0].message}`,
+        message: `Invalid ${source}${shown}: ${result.error.issues[0].message}`,
       };
     }
     config[o.key] = result.data;
   }
+  const jwtSources = (["jwtSecret", "jwtPublicKey", "jwksUrl"] as const).filter((key) =>
+    config[key] !== null
+  );
+  if (jwtSources.length > 1) {
+    const flags = jwtSources.map((key) => `--${OPTIONS.find((o) => o.key === key)!.flag}`);
+    return {
+      kind: "error",
+      message: `Choose one of ${flags.join(", ")}: each sets where login tokens are verified`,
+    };
+  }
+  // People typing a name need longer than programs presenting a token.
+  config.loginTimeout ??= jwtSources.length > 0 ? 5 : 30;
   return { kind: "config", config: config as unknown as Config };
 }
+
+/** Options whose values are never echoed. */
+const SECRET_OPTIONS = new Set<keyof Config>(["apiKey", "jwtSecret"]);
 
 /** The `--help` text: every option with its environment variable and default. */
 export function helpText(): string {
   const rows = OPTIONS.map((o) => {
     const left = `  --${o.flag} <value>`.padEnd(30);
     const fallback = o.fallback === null ? "" : ` [default: ${o.fallback}]`;
-    return `${left}${o.description}${fallback}\n${"".padEnd(30)}env: ${o.env}`;
+    const aliases = o.envAliases ? ` (or ${o.envAliases.join(", ")})` : "";
+    return `${left}${o.description}${fallback}\n${"".padEnd(30)}env: ${o.env}${aliases}`;
   });
   return [
     "hubbub: a WebSocket chat server",
@@ -295,4 +418,14 @@ export function helpText(): string {
     `  --version, -V${"".padEnd(17)}Print the version`,
     "",
   ].join("\n");
+}
+
+/** The README's configuration table, rendered from `OPTIONS`. */
+export function configTable(): string {
+  const rows = OPTIONS.map((o) => {
+    const env = [o.env, ...(o.envAliases ?? [])].map((name) => `\`${name}\``).join(" or ");
+    const fallback = o.fallback === null ? "—" : `\`${o.fallback}\``;
+    return `| \`--${o.flag}\` | ${env} | ${fallback} | ${o.description} |`;
+  });
+  return ["| flag | environment | default | meaning |", "|---|---|---|---|", ...rows].join("\n");
 }

@@ -1,15 +1,16 @@
 /**
- * Plain HTTP: the embedded client, the health check, the broadcast API and
- * the checks an upgrade request must pass. Request in, Response (or "go
+ * Plain HTTP: the embedded client, the health check, metrics, the API
+ * (lib/api.ts) and the checks an upgrade request must pass. Request in, Response (or "go
  * ahead and upgrade") out; runtime adapters do the upgrade itself.
  *
  * @module
  */
-import { z } from "zod";
-import type { Asset } from "./assets.ts";
 import type { Refusal } from "./admission.ts";
+import type { ApiHandler } from "./api.ts";
+import type { Asset } from "./assets.ts";
 import type { Config } from "./config.ts";
-import { Channel, Name } from "./protocol.ts";
+import type { Decision } from "./auth/webhook.ts";
+import { json, jsonError } from "./http_util.ts";
 
 /** Returned instead of a Response when the request may become a WebSocket. */
 export interface Upgrade {
@@ -30,8 +31,10 @@ export interface HttpDeps {
   assets: ReadonlyMap<string, Asset>;
   /** Whether `ip` may open another WebSocket now. */
   admit(ip: string): Refusal | null;
-  /** Publishes a message as the API's caller asked; returns how many members got it. */
-  broadcast(channel: string, from: string, text: string): number;
+  /** Asks the authorizer webhook about an upgrade; absent when there is none. */
+  authorizeUpgrade?(request: Request): Promise<Decision>;
+  /** Answers `/api/…`. */
+  api: ApiHandler;
   /** The Prometheus text for /metrics. */
   metricsText(): string;
 }
@@ -49,19 +52,13 @@ const SECURITY_HEADERS = {
 /** Creates the HTTP handler. */
 export function createHttpHandler(deps: HttpDeps): HttpHandler {
   const { config } = deps;
-  const BroadcastBody = z.strictObject({
-    channel: Channel,
-    text: z.string().min(1).max(config.maxTextLength),
-    from: Name.optional(),
-  });
-  const apiKeyDigest = config.apiKey === null ? null : digest(config.apiKey);
 
   return async (request, info) => {
     const { pathname } = new URL(request.url);
 
     if (pathname === "/ws") {
       if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
-        return apiError(426, "upgrade_required", "Connect with a WebSocket", {
+        return jsonError(426, "upgrade_required", "Connect with a WebSocket", {
           upgrade: "websocket",
         });
       }
@@ -70,14 +67,23 @@ export function createHttpHandler(deps: HttpDeps): HttpHandler {
       if (
         config.allowedOrigins !== null && origin !== null && !config.allowedOrigins.includes(origin)
       ) {
-        return apiError(403, "forbidden_origin", `Origin "${origin}" is not allowed`);
+        return jsonError(403, "forbidden_origin", `Origin "${origin}" is not allowed`);
       }
       const ip = config.trustProxy ? forwardedFor(request) ?? info.ip : info.ip;
       const refusal = deps.admit(ip);
       if (refusal !== null) {
-        return apiError(refusal.status, refusal.reason, refusal.message, {
+        return jsonError(refusal.status, refusal.reason, refusal.message, {
           "retry-after": String(refusal.retryAfterSeconds),
         });
+      }
+      const decision = await deps.authorizeUpgrade?.(request) ?? "allow";
+      if (decision === "down") {
+        return jsonError(503, "authorizer_down", "The authorizer is unavailable", {
+          "retry-after": "5",
+        });
+      }
+      if (decision === "deny") {
+        return jsonError(403, "forbidden", "The authorizer refused this connection");
       }
       return { upgrade: true, ip };
     }
@@ -90,33 +96,8 @@ export function createHttpHandler(deps: HttpDeps): HttpHandler {
       });
     }
 
-    if (pathname === "/api/broadcast") {
-      if (apiKeyDigest === null) return apiError(404, "not_found", "The API is off: set API_KEY");
-      if (request.method !== "POST") {
-        return apiError(405, "method_not_allowed", "Use POST", { allow: "POST" });
-      }
-      if (!(await bearerMatches(request, await apiKeyDigest))) {
-        return apiError(401, "unauthorized", "Missing or wrong bearer key", {
-          "www-authenticate": "Bearer",
-        });
-      }
-      const text = await readBody(request, config.maxMessageBytes);
-      if (text === null) {
-        return apiError(413, "too_large", `Body over ${config.maxMessageBytes} bytes`);
-      }
-      let body: unknown;
-      try {
-        body = JSON.parse(text);
-      } catch {
-        return apiError(400, "bad_json", "Body is not valid JSON");
-      }
-      const parsed = BroadcastBody.safeParse(body);
-      if (!parsed.success) {
-        const issue = parsed.error.issues[0];
-        return apiError(400, "bad_request", `${issue.path.join(".") || "body"}: ${issue.message}`);
-      }
-      const { channel, text: message, from = "server" } = parsed.data;
-      return json(202, { delivered: deps.broadcast(channel, from.normalize("NFKC"), message) });
+    if (pathname === "/api" || pathname.startsWith("/api/")) {
+      return await deps.api(request, pathname);
     }
 
     const asset = deps.assets.get(pathname);
@@ -129,7 +110,7 @@ export function createHttpHandler(deps: HttpDeps): HttpHandler {
         },
       });
     }
-    return apiError(404, "not_found", `No route for ${request.method} ${pathname}`);
+    return jsonError(404, "not_found", `No route for ${request.method} ${pathname}`);
   };
 }
 
@@ -139,61 +120,4 @@ function forwardedFor(request: Request): string | null {
   if (header === null) return null;
   const last = header.split(",").at(-1)?.trim();
   return last ? last : null;
-}
-
-function json(status: number, body: unknown, headers: Record<string, string> = {}): Response {
-  return new Response(JSON.stringify(body), {
-    status,
-    headers: { "content-type": "application/json", ...headers },
-  });
-}
-
-function apiError(
-  status: number,
-  code: string,
-  message: string,
-  headers: Record<string, string> = {},
-): Response {
-  return json(status, { error: { code, message } }, headers);
-}
-
-async function digest(text: string): Promise<Uint8Array> {
-  return new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
-}
-
-/** Compares the bearer key in constant time: both sides are hashed to equal length first. */
-async function bearerMatches(request: Request, expected: Uint8Array): Promise<boolean> {
-  const header = request.headers.get("authorization") ?? "";
-  const match = /^Bearer\s+(.+)$/i.exec(header);
-  const actual = await digest(match?.[1] ?? "");
-  let difference = match === null ? 1 : 0;
-  for (let i = 0; i < expected.length; i++) difference |= expected[i] ^ actual[i];
-  return difference === 0;
-}
-
-/** Reads a text body of at most `limit` bytes; null when it is longer. */
-async function readBody(request: Request, limit: number): Promise<string | null> {
-  const declared = Number(request.headers.get("content-length") ?? "0");
-  if (declared > limit) return null;
-  if (request.body === null) return "";
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  const reader = request.body.getReader();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > limit) {
-      await reader.cancel();
-      return null;
-    }
-    chunks.push(value);
-  }
-  const bytes = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return new TextDecoder().decode(bytes);
 }

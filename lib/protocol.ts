@@ -3,7 +3,7 @@
  * the server frames, error codes and close codes.
  *
  * These schemas are the single source of truth: `PROTOCOL.md` is generated
- * from them (`deno task protocol`) and a test fails when the two drift.
+ * from them (`deno task docs`) and a test fails when the two drift.
  *
  * @module
  */
@@ -29,6 +29,11 @@ export const Channel = z.string().regex(CHANNEL_PATTERN).meta({
   description: "1–64 of `A-Z a-z 0-9 _ . : -`, case-sensitive",
 });
 
+/** A signed JWT. */
+export const Token = z.string().min(1).max(8192).meta({
+  description: "a signed JWT (compact form, ≤8192 characters)",
+});
+
 /** The correlation id a client may attach to any command; echoed on the direct reply. */
 export const Ref = z.union([z.string().max(128), z.number().finite()]).meta({
   description: "string (≤128 chars) or number; echoed on the direct reply",
@@ -46,7 +51,19 @@ const command = <T extends string, S extends z.ZodRawShape>(
  */
 export function clientCommandSchemas(maxTextLength: number) {
   return {
-    login: command("login", { name: Name }, "Take a name for this connection"),
+    login: command(
+      "login",
+      {
+        name: Name.optional(),
+        token: Token.optional(),
+      },
+      "Take a name for this connection: `name` on an open server, `token` (whose claims name the user) when the server requires JWT",
+    ),
+    refresh: command(
+      "refresh",
+      { token: Token },
+      "Replace this connection's token with a fresh one for the same user before it expires",
+    ),
     logout: command("logout", {}, "Give the name back and leave every channel"),
     join: command("join", { channel: Channel }, "Join a channel, creating it if needed"),
     leave: command("leave", { channel: Channel }, "Leave a channel"),
@@ -90,6 +107,10 @@ export const ERROR_CODES = {
     "Too many commands too fast; this one was dropped. Slow down or be disconnected (4429)",
   too_many_channels: "This connection is in as many channels as the server allows",
   channel_full: "The channel has as many members as the server allows",
+  unauthorized:
+    "The token is missing, malformed, badly signed, or fails an issuer/audience/claim check",
+  token_expired: "The token has expired (or is not valid yet); get a fresh one",
+  forbidden: "The token's `channels` claim or the authorizer does not allow this",
 } as const;
 
 /** An error code of an `error` frame. */
@@ -118,6 +139,10 @@ export const CloseCode = {
   IdleTimeout: 4410,
   /** The client kept sending after `rate_limited` errors. */
   TooManyRequests: 4429,
+  /** The token expired, or logins kept failing: get a fresh token, then reconnect. */
+  Unauthorized: 4401,
+  /** An operator removed this user (POST /api/disconnect). */
+  Kicked: 4403,
 } as const;
 
 /** What each close code tells the client to do. */
@@ -131,6 +156,8 @@ export const CLOSE_CODE_MEANINGS: Record<CloseCode, string> = {
   4408: "No login within `--login-timeout`; reconnect when the user is ready to log in",
   4410: "Logged in but silent for `--idle-timeout`; reconnect when the user is back",
   4429: "Kept flooding after `rate_limited` errors; reconnect later, and slower",
+  4401: "The token expired, or 5 logins in a row failed; get a fresh token before reconnecting",
+  4403: "Removed by an operator; do not reconnect by yourself",
 };
 
 /** A close code from {@linkcode CloseCode}. */
@@ -140,6 +167,7 @@ export type CloseCode = typeof CloseCode[keyof typeof CloseCode];
 export type ServerFrame =
   | { type: "hello"; protocol: number; server: "hubbub"; version: string }
   | { type: "welcome"; name: string; ref?: Ref }
+  | { type: "refreshed"; expires: string; ref?: Ref }
   | { type: "logged_out"; ref?: Ref }
   | { type: "joined"; channel: string; members: string[]; ref?: Ref }
   | { type: "left"; channel: string; ref?: Ref }

@@ -4,7 +4,7 @@
  *
  * @example
  * ```sh
- * deno task protocol   # rewrites the generated part of PROTOCOL.md (tools/protocol.ts)
+ * deno task docs   # rewrites the generated part of PROTOCOL.md (tools/protocol.ts)
  * ```
  *
  * @module
@@ -13,8 +13,12 @@ import { z } from "zod";
 import { clientCommandSchemas, CLOSE_CODE_MEANINGS, CloseCode, ERROR_CODES } from "./protocol.ts";
 
 /** Marks where the generated part of PROTOCOL.md starts and ends. */
-export const BEGIN = "<!-- BEGIN GENERATED FROM lib/protocol.ts: deno task protocol -->";
+export const BEGIN = "<!-- BEGIN GENERATED FROM lib/protocol.ts: deno task docs -->";
 export const END = "<!-- END GENERATED -->";
+
+/** Marks the README's generated configuration table. */
+export const CONFIG_BEGIN = "<!-- BEGIN GENERATED FROM lib/config.ts: deno task docs -->";
+export const CONFIG_END = "<!-- END GENERATED CONFIG -->";
 
 interface FieldSchema {
   type?: string;
@@ -77,9 +81,25 @@ export function renderProtocolTables(maxTextLength: number): string {
 
 /** Replaces the generated part of `document` with a fresh rendering. */
 export function updateProtocolDocument(document: string, maxTextLength: number): string {
-  const start = document.indexOf(BEGIN);
-  const end = document.indexOf(END);
-  if (start < 0 || end < start) throw new Error("PROTOCOL.md has no generated section markers");
-  return document.slice(0, start) + renderProtocolTables(maxTextLength) +
-    document.slice(end + END.length);
+  return replaceBetween(
+    document,
+    BEGIN,
+    END,
+    renderProtocolTables(maxTextLength).slice(BEGIN.length, -END.length),
+  );
+}
+
+/** Replaces what stands between the markers `begin` and `end` in `document`. */
+export function replaceBetween(
+  document: string,
+  begin: string,
+  end: string,
+  content: string,
+): string {
+  const start = document.indexOf(begin);
+  const stop = document.indexOf(end);
+  if (start < 0 || stop < start) {
+    throw new Error(`The document has no "${begin}" … "${end}" markers`);
+  }
+  return document.slice(0, start + begin.length) + content + document.slice(stop);
 }

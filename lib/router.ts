@@ -26,6 +26,12 @@ export type Effect =
   /** A frame for every member of a channel, but `except` when given. */
   | { kind: "publish"; channel: string; frame: ServerFrame; except?: SessionId };
 
+/**
+ * The commands the router applies. A `refresh` only touches the session's
+ * token, which the app checks and applies itself.
+ */
+export type RoutedCommand = Exclude<ClientCommand, { type: "refresh" }>;
+
 /** The shared state every session's commands act on. */
 export interface Core {
   readonly registry: Registry;
@@ -41,7 +47,7 @@ export interface Core {
 }
 
 /** Applies `command` from `session` and returns the frames to send. */
-export function route(core: Core, session: Session, command: ClientCommand): Effect[] {
+export function route(core: Core, session: Session, command: RoutedCommand): Effect[] {
   const ref = command.ref;
   switch (command.type) {
     case "ping":
@@ -49,10 +55,17 @@ export function route(core: Core, session: Session, command: ClientCommand): Eff
     case "channels":
       return [reply({ type: "channels", channels: listChannels(core.channels), ref })];
     case "login":
+      if (command.name === undefined) return [error("bad_request", 'Missing field "name"', ref)];
       return login(core, session, command.name, ref);
   }
   if (session.name === null) {
     return [error("not_logged_in", `Log in before "${command.type}"`, ref)];
+  }
+  if (
+    (command.type === "join" || command.type === "broadcast") &&
+    session.channelFilter?.(command.channel) === false
+  ) {
+    return [error("forbidden", `Your token does not allow channel "${command.channel}"`, ref)];
   }
   switch (command.type) {
     case "logout": {

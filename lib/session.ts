@@ -5,6 +5,7 @@
  * @module
  */
 import type { SessionId } from "./registry.ts";
+import type { InboundFrame } from "./socket.ts";
 import type { TokenBucket } from "./token_bucket.ts";
 
 /** One connection's chat state. */
@@ -20,9 +21,31 @@ export interface Session {
   readonly bucket: TokenBucket;
   /** Commands refused in a row by the rate limit. */
   strikes: number;
+  /** Logins refused in a row. */
+  failedLogins: number;
+  /** When its login token expires (ms since the epoch); null without a token. */
+  tokenExpiresAt: number | null;
+  /** Which channels its token allows; null: all. */
+  channelFilter: ((channel: string) => boolean) | null;
+  /** Inbound frames waiting while an earlier one awaits a token check or the authorizer. */
+  readonly backlog: InboundFrame[];
+  /** Whether a frame of this session is being checked asynchronously. */
+  busy: boolean;
 }
 
 /** Creates the state of a new, anonymous connection. */
 export function createSession(id: SessionId, ip: string, bucket: TokenBucket): Session {
-  return { id, ip, name: null, channels: new Set(), bucket, strikes: 0 };
+  return {
+    id,
+    ip,
+    name: null,
+    channels: new Set(),
+    bucket,
+    strikes: 0,
+    failedLogins: 0,
+    tokenExpiresAt: null,
+    channelFilter: null,
+    backlog: [],
+    busy: false,
+  };
 }

@@ -71,7 +71,7 @@ Deno.test("parse: a valid command comes back typed and without extras", () => {
   });
 });
 
-Deno.test("protocol: PROTOCOL.md matches the schemas (run `deno task protocol` when this fails)", async () => {
+Deno.test("protocol: PROTOCOL.md matches the schemas (run `deno task docs` when this fails)", async () => {
   const document = await Deno.readTextFile(new URL("../PROTOCOL.md", import.meta.url));
   assert.equal(updateProtocolDocument(document, 4096), document);
 });

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { createChannels } from "../lib/channels.ts";
-import type { ClientCommand } from "../lib/protocol.ts";
+
 import { createRegistry } from "../lib/registry.ts";
-import { type Core, disconnect, type Effect, route } from "../lib/router.ts";
+import { type Core, disconnect, type Effect, route, type RoutedCommand } from "../lib/router.ts";
 import { createSession } from "../lib/session.ts";
 
 const session = (id: number) => createSession(id, "127.0.0.1", { tokens: 1, updatedAt: 0 });
@@ -21,7 +21,7 @@ function createCore(limits = { maxChannelsPerConnection: 100, maxChannelMembers:
 /** Effects as plain JSON, the way they go on the wire. */
 const plain = (effects: Effect[]) => JSON.parse(JSON.stringify(effects));
 
-const run = (core: Core, from: ReturnType<typeof createSession>, command: ClientCommand) =>
+const run = (core: Core, from: ReturnType<typeof createSession>, command: RoutedCommand) =>
   plain(route(core, from, command));
 
 Deno.test("router: login then join publishes presence to the others before replying", () => {
@@ -70,7 +70,7 @@ Deno.test("router: commands that need a login say so", () => {
       { type: "leave", channel: "c" },
       { type: "broadcast", channel: "c", text: "t" },
       { type: "logout" },
-    ] as ClientCommand[]
+    ] as RoutedCommand[]
   ) {
     assert.equal(run(core, anon, command)[0].frame.code, "not_logged_in", command.type);
   }
