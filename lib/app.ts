@@ -211,7 +211,10 @@ export function createApp(config: Config, deps: AppDeps): App {
     if (!parsed.ok) return run([error(parsed.code, parsed.message, parsed.ref)], session.id);
     const { command } = parsed;
     const now = clock.now();
-    if (!gate.needsCheck(command)) return apply(session, command as RoutedCommand, undefined, now);
+    // A refresh only ever goes through the gate: the router has no token state to change.
+    if (command.type !== "refresh" && !gate.needsCheck(command)) {
+      return apply(session, command, undefined, now);
+    }
     // Frames arriving meanwhile wait, so every client's commands take effect in order.
     session.busy = true;
     gate.check(session, command, now).then(

@@ -30,7 +30,7 @@ export interface TokenGrant {
 
 /** The asynchronous checks of the commands that need them. */
 export interface Gate {
-  /** Whether `command` must pass through `check` before routing. */
+  /** Whether `command` must pass through `check` before routing; a refresh always does. */
   needsCheck(command: ClientCommand): boolean;
   /** Checks one command of `session`. */
   check(session: Session, command: ClientCommand, now: number): Promise<GateResult>;
@@ -65,9 +65,8 @@ export function createGate(
 
   return {
     needsCheck(command) {
-      if (command.type === "login" || command.type === "refresh") {
-        return jwt !== null || authorizer !== null;
-      }
+      if (command.type === "refresh") return true;
+      if (command.type === "login") return jwt !== null || authorizer !== null;
       return authorizer !== null && AUTHORIZED.has(command.type);
     },
 

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import assert from "node:assert/strict";
 import { type App, createApp } from "../lib/app.ts";
 import { type Clock, systemClock } from "../lib/clock.ts";
 import { type Config, parseConfig } from "../lib/config.ts";
@@ -28,6 +29,8 @@ export interface TestServer extends AsyncDisposable {
   readonly wsUrl: string;
   /** Opens a client; it is closed when the server is disposed. */
   connect(options?: { origin?: string }): Promise<TestClient>;
+  /** Opens a client logged in as `name` and joined to `channels`, their replies read. */
+  user(name: string, ...channels: string[]): Promise<TestClient>;
 }
 
 /** Starts a server on a free port with `TEST_CONFIG` plus `overrides`. */
@@ -54,6 +57,12 @@ export function startServer(
     async connect(options = {}) {
       const client = await openClient(wsUrl, options);
       clients.add(client);
+      return client;
+    },
+    async user(name, ...channels) {
+      const client = await this.connect();
+      await client.login(name);
+      for (const channel of channels) await client.join(channel);
       return client;
     },
     async [Symbol.asyncDispose]() {
@@ -165,6 +174,33 @@ export async function openClient(
   };
   (client as { hello: Frame }).hello = await next();
   return client;
+}
+
+/**
+ * Sends each `setup` frame (its reply must not be an error), then `frame`; asserts the reply is
+ * an error and that the connection stays open (a ping still gets its pong). Returns the error.
+ */
+export async function expectError(
+  client: TestClient,
+  frame: unknown,
+  setup: readonly unknown[] = [],
+): Promise<Frame> {
+  for (const step of setup) {
+    client.send(step);
+    const reply = await client.next();
+    assert.notEqual(
+      reply.type,
+      "error",
+      `setup ${JSON.stringify(step)} got ${JSON.stringify(reply)}`,
+    );
+  }
+  client.send(frame);
+  const reply = await client.next();
+  assert.equal(reply.type, "error", `expected an error, got ${JSON.stringify(reply)}`);
+  assert.equal(typeof reply.message, "string", "an error carries a message");
+  client.send({ type: "ping" });
+  assert.equal((await client.next()).type, "pong", "the connection stays open");
+  return reply;
 }
 
 /** Waits for `promise`, failing after `WAIT_MS` with what was awaited. */

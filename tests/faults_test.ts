@@ -7,10 +7,10 @@ import assert from "node:assert/strict";
 import { createManualClock } from "../lib/clock.ts";
 import type { Config } from "../lib/config.ts";
 import {
+  expectError,
   type Frame,
   openClient,
   startServer,
-  type TestClient,
   type TestServer,
   withTimeout,
 } from "./_helpers.ts";
@@ -20,23 +20,13 @@ let probes = 0;
 
 /** Proves the server still works: a fresh client logs in, joins and hears its own message. */
 async function assertServes(server: TestServer): Promise<void> {
-  const probe = await openClient(server.wsUrl);
+  const probe = await server.user(`probe${++probes}`, "probe");
   try {
-    await probe.login(`probe${++probes}`);
-    await probe.join("probe");
     probe.send({ type: "broadcast", channel: "probe", text: "still here" });
     assert.equal((await probe.nextOf("message")).text, "still here");
   } finally {
     await probe.close();
   }
-}
-
-/** Sends `frame` and returns the error code it earned. */
-async function errorCodeFor(client: TestClient, frame: unknown): Promise<string> {
-  client.send(frame);
-  const reply = await client.next();
-  assert.equal(reply.type, "error", `expected an error, got ${JSON.stringify(reply)}`);
-  return reply.code;
 }
 
 const portOf = (server: TestServer) => Number(new URL(server.url).port);
@@ -140,13 +130,7 @@ Deno.test("faults: bad frames get an exact error code and the server serves on",
     await t.step(c.name, async () => {
       await using server = startServer(c.config);
       const client = await server.connect();
-      for (const frame of c.setup ?? []) {
-        client.send(frame);
-        assert.notEqual((await client.next()).type, "error", "setup succeeds");
-      }
-      assert.equal(await errorCodeFor(client, c.send), c.code);
-      client.send({ type: "ping" });
-      assert.equal((await client.next()).type, "pong", "the connection stays open");
+      assert.equal((await expectError(client, c.send, c.setup)).code, c.code);
       assert.equal(({} as Record<string, unknown>).polluted, undefined, "no prototype pollution");
       await assertServes(server);
     });
@@ -257,9 +241,7 @@ Deno.test("faults: a dropped socket leaves its channels and frees its name", asy
   for (const kind of ["invalid UTF-8", "TCP reset"]) {
     await t.step(kind, async () => {
       await using server = startServer();
-      const watcher = await server.connect();
-      await watcher.login("watcher");
-      await watcher.join("room");
+      const watcher = await server.user("watcher", "room");
       const raw = await rawConnect(portOf(server));
       await raw.send(Opcode.Text, JSON.stringify({ type: "login", name: "ghost" }));
       await raw.send(Opcode.Text, JSON.stringify({ type: "join", channel: "room" }));
@@ -281,9 +263,7 @@ Deno.test("faults: a dropped socket leaves its channels and frees its name", asy
 
 Deno.test("faults: a half-open socket that never answers pings is dropped", async () => {
   await using server = startServer({ pingTimeout: 1 });
-  const watcher = await server.connect();
-  await watcher.login("watcher");
-  await watcher.join("room");
+  const watcher = await server.user("watcher", "room");
   await using raw = await rawConnect(portOf(server));
   await raw.send(Opcode.Text, JSON.stringify({ type: "login", name: "halfopen" }));
   await raw.send(Opcode.Text, JSON.stringify({ type: "join", channel: "room" }));
@@ -303,8 +283,7 @@ Deno.test("faults: no login within --login-timeout closes with 4408", async () =
   const clock = createManualClock(Date.now());
   await using server = startServer({ loginTimeout: 5 }, { clock });
   const lazy = await server.connect();
-  const prompt = await server.connect();
-  await prompt.login("prompt");
+  const prompt = await server.user("prompt");
   clock.advance(4000);
   const late = await server.connect();
   clock.advance(1000);
@@ -324,10 +303,8 @@ Deno.test("faults: no login within --login-timeout closes with 4408", async () =
 Deno.test("faults: a silent logged-in client is closed with 4410 when --idle-timeout is set", async () => {
   const clock = createManualClock(Date.now());
   await using server = startServer({ idleTimeout: 60 }, { clock });
-  const quiet = await server.connect();
-  const chatty = await server.connect();
-  await quiet.login("quiet");
-  await chatty.login("chatty");
+  const quiet = await server.user("quiet");
+  const chatty = await server.user("chatty");
   clock.advance(59_000);
   chatty.send({ type: "ping" });
   await chatty.nextOf("pong");
@@ -404,12 +381,8 @@ Deno.test("faults: a slow consumer is closed with 1013; fast members get every m
     rateBurst: 100_000,
     maxBufferedBytes: 256 * 1024,
   });
-  const sender = await server.connect();
-  const fast = await server.connect();
-  await sender.login("sender");
-  await fast.login("fast");
-  await sender.join("firehose");
-  await fast.join("firehose");
+  const sender = await server.user("sender", "firehose");
+  const fast = await server.user("fast", "firehose");
   await using slow = await rawConnect(portOf(server));
   await slow.send(Opcode.Text, JSON.stringify({ type: "login", name: "slow" }));
   await slow.send(Opcode.Text, JSON.stringify({ type: "join", channel: "firehose" }));

@@ -71,12 +71,8 @@ Deno.test("http: POST /api/broadcast is 404 when no API key is configured", asyn
 
 Deno.test("http: POST /api/broadcast delivers to members and counts them", async () => {
   await using server = startServer({ apiKey: API_KEY });
-  const alice = await server.connect();
-  const bob = await server.connect();
-  await alice.login("alice");
-  await bob.login("bob");
-  await alice.join("news");
-  await bob.join("news");
+  const alice = await server.user("alice", "news");
+  const bob = await server.user("bob", "news");
   const response = await fetch(`${server.url}/api/broadcast`, {
     method: "POST",
     headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json" },

@@ -10,12 +10,8 @@ function sample(text: string, series: string): number | undefined {
 
 Deno.test("metrics: counts connections, messages, deliveries, errors and closes", async () => {
   await using server = startServer({ maxMessageBytes: 1024 });
-  const alice = await server.connect();
-  const bob = await server.connect();
-  await alice.login("alice");
-  await bob.login("bob");
-  await alice.join("c");
-  await bob.join("c");
+  const alice = await server.user("alice", "c");
+  const bob = await server.user("bob", "c");
   alice.send({ type: "broadcast", channel: "c", text: "hi" });
   await bob.nextOf("message");
   await alice.nextOf("message");

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { createManualClock } from "../lib/clock.ts";
-import { startServer } from "./_helpers.ts";
+import { expectError, startServer } from "./_helpers.ts";
 
 Deno.test("server: greets every socket with hello", async () => {
   await using server = startServer();
@@ -55,12 +55,8 @@ Deno.test("server: join replies with members and tells the others", async () => 
 
 Deno.test("server: joining twice answers again but announces once", async () => {
   await using server = startServer();
-  const alice = await server.connect();
-  const bob = await server.connect();
-  await alice.login("alice");
-  await bob.login("bob");
-  await alice.join("lobby");
-  await bob.join("lobby");
+  const alice = await server.user("alice", "lobby");
+  const bob = await server.user("bob", "lobby");
   await alice.nextOf("presence");
   assert.deepEqual((await bob.join("lobby")).members, ["alice", "bob"]);
   alice.send({ type: "ping" });
@@ -69,12 +65,8 @@ Deno.test("server: joining twice answers again but announces once", async () => 
 
 Deno.test("server: leave replies left and tells the others", async () => {
   await using server = startServer();
-  const alice = await server.connect();
-  const bob = await server.connect();
-  await alice.login("alice");
-  await bob.login("bob");
-  await alice.join("lobby");
-  await bob.join("lobby");
+  const alice = await server.user("alice", "lobby");
+  const bob = await server.user("bob", "lobby");
   await alice.nextOf("presence");
   bob.send({ type: "leave", channel: "lobby", ref: 1 });
   assert.deepEqual(await bob.next(), { type: "left", channel: "lobby", ref: 1 });
@@ -89,17 +81,9 @@ Deno.test("server: leave replies left and tells the others", async () => {
 Deno.test("server: broadcast reaches every member, the sender included, and nobody else", async () => {
   const now = Date.UTC(2026, 10, 23, 12, 0, 0, 250);
   await using server = startServer({}, { clock: createManualClock(now) });
-  const [alice, bob, carol] = await Promise.all([
-    server.connect(),
-    server.connect(),
-    server.connect(),
-  ]);
-  await alice.login("alice");
-  await bob.login("bob");
-  await carol.login("carol");
-  await alice.join("lobby");
-  await bob.join("lobby");
-  await carol.join("elsewhere");
+  const alice = await server.user("alice", "lobby");
+  const bob = await server.user("bob", "lobby");
+  const carol = await server.user("carol", "elsewhere");
   alice.send({ type: "broadcast", channel: "lobby", text: "hi <b>all</b>" });
   const seenByAlice = await alice.nextOf("message");
   const seenByBob = await bob.nextOf("message");
@@ -115,9 +99,7 @@ Deno.test("server: broadcast reaches every member, the sender included, and nobo
 
 Deno.test("server: message ids are unique", async () => {
   await using server = startServer();
-  const alice = await server.connect();
-  await alice.login("alice");
-  await alice.join("lobby");
+  const alice = await server.user("alice", "lobby");
   for (let i = 0; i < 20; i++) alice.send({ type: "broadcast", channel: "lobby", text: `m${i}` });
   const ids = new Set<string>();
   for (let i = 0; i < 20; i++) {
@@ -130,14 +112,8 @@ Deno.test("server: message ids are unique", async () => {
 
 Deno.test("server: logout leaves every channel and frees the name", async () => {
   await using server = startServer();
-  const alice = await server.connect();
-  const bob = await server.connect();
-  await alice.login("alice");
-  await bob.login("bob");
-  await alice.join("a");
-  await alice.join("b");
-  await bob.join("a");
-  await bob.join("b");
+  const alice = await server.user("alice", "a", "b");
+  const bob = await server.user("bob", "a", "b");
   alice.send({ type: "logout", ref: "x" });
   assert.deepEqual(await alice.nextOf("logged_out"), { type: "logged_out", ref: "x" });
   const leaves = [await bob.nextOf("presence"), await bob.nextOf("presence")];
@@ -152,12 +128,8 @@ Deno.test("server: logout leaves every channel and frees the name", async () => 
 
 Deno.test("server: closing the socket frees the name and tells the channel", async () => {
   await using server = startServer();
-  const alice = await server.connect();
-  const bob = await server.connect();
-  await alice.login("alice");
-  await bob.login("bob");
-  await alice.join("lobby");
-  await bob.join("lobby");
+  const alice = await server.user("alice", "lobby");
+  const bob = await server.user("bob", "lobby");
   await alice.nextOf("presence");
   await bob.close();
   assert.deepEqual(await alice.next(), {
@@ -179,13 +151,8 @@ Deno.test("server: ping answers pong", async () => {
 
 Deno.test("server: channels lists channels with member counts; empty ones vanish", async () => {
   await using server = startServer();
-  const alice = await server.connect();
-  const bob = await server.connect();
-  await alice.login("alice");
-  await bob.login("bob");
-  await alice.join("zeta");
-  await alice.join("alpha");
-  await bob.join("alpha");
+  const alice = await server.user("alice", "zeta", "alpha");
+  const bob = await server.user("bob", "alpha");
   bob.send({ type: "channels" });
   assert.deepEqual(await bob.nextOf("channels"), {
     type: "channels",
@@ -199,8 +166,7 @@ Deno.test("server: channels lists channels with member counts; empty ones vanish
 
 Deno.test("server: every error code, answered to the sender with the connection left open", async (t) => {
   await using server = startServer({ maxTextLength: 10 });
-  const taker = await server.connect();
-  await taker.login("taken");
+  await server.user("taken");
   const cases: { name: string; setup?: unknown[]; send: unknown; code: string; ref?: unknown }[] = [
     { name: "bad_json", send: "{nope", code: "bad_json" },
     { name: "bad_request: not an object", send: "[1,2]", code: "bad_request" },
@@ -252,18 +218,9 @@ Deno.test("server: every error code, answered to the sender with the connection 
   for (const c of cases) {
     await t.step(c.name, async () => {
       const client = await server.connect();
-      for (const frame of c.setup ?? []) {
-        client.send(frame);
-        await client.next();
-      }
-      client.send(c.send);
-      const reply = await client.next();
-      assert.equal(reply.type, "error");
+      const reply = await expectError(client, c.send, c.setup);
       assert.equal(reply.code, c.code);
-      assert.equal(typeof reply.message, "string");
       assert.equal(reply.ref, c.ref);
-      client.send({ type: "ping" });
-      assert.equal((await client.next()).type, "pong", "the connection stays open");
       await client.close();
     });
   }
