@@ -29,9 +29,13 @@ interface PerIp {
 
 /** Connection accounting by IP. */
 export interface Admission {
-  /** Decides on an upgrade from `ip`; takes a token from its connect rate when allowed. */
+  /**
+   * Decides on an upgrade from `ip`. When allowed, takes a token from its
+   * connect rate and reserves a connection at once, so upgrades in flight
+   * count against the caps; `closed` gives the reservation back.
+   */
   admit(ip: string, now: number): Refusal | null;
-  opened(ip: string): void;
+  /** Gives back a connection: closed, or reserved but never opened. */
   closed(ip: string): void;
   /** Forgets IPs with no connection and a full bucket, so the map stays small. */
   sweep(now: number): void;
@@ -88,14 +92,9 @@ export function createAdmission(limits: AdmissionLimits): Admission {
           retryAfterSeconds: 1,
         };
       }
-      return null;
-    },
-    opened(ip) {
       total++;
-      // The entry exists from admit(), unless a sweep ran in between.
-      const perIp = ips.get(ip);
-      if (perIp) perIp.connections++;
-      else ips.set(ip, { connections: 1, bucket: { tokens: 0, updatedAt: 0 } });
+      perIp.connections++;
+      return null;
     },
     closed(ip) {
       total--;

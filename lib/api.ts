@@ -93,7 +93,12 @@ export function createApi(deps: ApiDeps): ApiHandler {
       method: "GET",
       handle(_request, rest) {
         if (rest === "") return Promise.resolve(json(200, { channels: deps.channels() }));
-        const name = decodeURIComponent(rest);
+        let name: string;
+        try {
+          name = decodeURIComponent(rest);
+        } catch {
+          return Promise.resolve(jsonError(404, "not_found", "No such channel"));
+        }
         const members = CHANNEL_PATTERN.test(name) ? deps.members(name) : null;
         if (members === null) {
           return Promise.resolve(jsonError(404, "not_found", `No channel "${name}"`));
@@ -107,7 +112,7 @@ export function createApi(deps: ApiDeps): ApiHandler {
     if (keyDigest === null) return jsonError(404, "not_found", "The API is off: set API_KEY");
     // /api/channels/lobby → route "channels", rest "lobby"
     const [, , section = "", ...rest] = pathname.split("/");
-    const route = routes[section];
+    const route = Object.hasOwn(routes, section) ? routes[section] : undefined;
     if (route === undefined || (rest.length > 0 && section !== "channels") || rest.length > 1) {
       return jsonError(404, "not_found", `No API route ${pathname}`);
     }

@@ -7,7 +7,7 @@
  */
 import { createAdmission } from "./admission.ts";
 import { ASSETS } from "./assets.ts";
-import { audience, createChannels, listChannels, memberNames } from "./channels.ts";
+import { audience, createChannels, listChannels, memberCount, memberNames } from "./channels.ts";
 import type { Clock } from "./clock.ts";
 import type { Config } from "./config.ts";
 import { type Deadlines, expired, touch } from "./deadlines.ts";
@@ -16,10 +16,10 @@ import { createJwtVerifier, type JwtVerifier } from "./auth/jwt.ts";
 import { createAuthorizer, headerLists, queryLists } from "./auth/webhook.ts";
 import { createGate, type GateResult, type TokenGrant } from "./gate.ts";
 import { createHttpHandler, type HttpHandler, type Upgrade } from "./http.ts";
-import { createHub } from "./hub.ts";
+import { createHub, type HubFactory } from "./hub.ts";
 import { bump, createMetrics, type Metrics, renderMetrics } from "./metrics.ts";
 import { parseClientFrame } from "./parse.ts";
-import { clientCommandSchemas, CloseCode, PROTOCOL_VERSION } from "./protocol.ts";
+import { clientCommandSchemas, CloseCode, PROTOCOL_VERSION, type ServerFrame } from "./protocol.ts";
 import { createRegistry, ownerOf, type SessionId } from "./registry.ts";
 import {
   type Core,
@@ -58,6 +58,8 @@ export interface AppDeps {
   version: string;
   /** The process's resident memory, for /metrics, when the runtime can tell. */
   residentBytes?(): number;
+  /** The hub that suits the runtime; the coalescing hub by default. */
+  hub?: HubFactory;
 }
 
 /** The events of one open connection, called by a runtime adapter. */
@@ -74,6 +76,8 @@ export interface App {
   fetch: HttpHandler;
   /** Starts a session on a newly opened WebSocket. */
   open(socket: Socket, upgrade: Upgrade): Connection;
+  /** Gives back what `fetch` reserved for an upgrade whose socket never opened. */
+  abandon(upgrade: Upgrade): void;
   /** Refuses new connections and closes every socket with `code` (no presence storm). */
   shutdown(code: number, reason: string): void;
   /** Resolves once every socket has finished closing. */
@@ -126,7 +130,7 @@ export function createApp(config: Config, deps: AppDeps): App {
     limits: config,
   };
 
-  const hub = createHub({
+  const hub = (deps.hub ?? createHub)({
     maxBufferedBytes: config.maxBufferedBytes,
     metrics,
     onSlowConsumer(id) {
@@ -135,15 +139,32 @@ export function createApp(config: Config, deps: AppDeps): App {
     },
   });
 
+  /** Publishes to a channel's members and counts the deliveries; returns how many. */
+  const publish = (channel: string, frame: ServerFrame, except?: SessionId) => {
+    const recipients = memberCount(core.channels, channel) - (except === undefined ? 0 : 1);
+    if (recipients <= 0) return 0;
+    hub.publish(channel, audience(core.channels, channel), frame, except);
+    metrics.deliveries += recipients;
+    return recipients;
+  };
+
   const run = (effects: Effect[], sender: SessionId) => {
     for (const effect of effects) {
-      const { frame } = effect;
-      if (effect.kind === "reply") {
-        if (frame.type === "error") bump(metrics.errors, frame.code);
-        hub.send(sender, frame);
-      } else {
-        if (frame.type === "message") metrics.messagesIn++;
-        hub.sendAll(audience(core.channels, effect.channel), frame, effect.except);
+      switch (effect.kind) {
+        case "reply":
+          if (effect.frame.type === "error") bump(metrics.errors, effect.frame.code);
+          hub.send(sender, effect.frame);
+          metrics.deliveries++;
+          break;
+        case "publish":
+          if (effect.frame.type === "message") metrics.messagesIn++;
+          publish(effect.channel, effect.frame, effect.except);
+          break;
+        case "subscribe":
+          hub.subscribe(sender, effect.channel);
+          break;
+        case "unsubscribe":
+          hub.unsubscribe(sender, effect.channel);
       }
     }
   };
@@ -272,6 +293,7 @@ export function createApp(config: Config, deps: AppDeps): App {
       if (refusal) bump(metrics.refused, refusal.reason);
       return refusal;
     },
+    release: (ip) => admission.closed(ip),
     authorizeUpgrade: authorizer === null ? undefined : (request) => {
       const url = new URL(request.url);
       return authorizer.decide({
@@ -285,10 +307,7 @@ export function createApp(config: Config, deps: AppDeps): App {
       maxTextLength: config.maxTextLength,
       broadcast(channel, from, text) {
         metrics.messagesIn++;
-        return hub.sendAll(
-          audience(core.channels, channel),
-          messageFrame(core, channel, from, text),
-        );
+        return publish(channel, messageFrame(core, channel, from, text));
       },
       kick(name) {
         const id = ownerOf(core.registry, name);
@@ -316,18 +335,20 @@ export function createApp(config: Config, deps: AppDeps): App {
       const session = createSession(nextSessionId++, upgrade.ip, createBucket(commandRate, now));
       const { id } = session;
       sessions.set(id, session);
-      admission.opened(session.ip);
       metrics.connectionsOpened++;
       hub.add(id, socket);
       openSockets++;
       let socketOpen = true;
       touch(awaitingLogin, id, now);
-      hub.send(id, {
-        type: "hello",
-        protocol: PROTOCOL_VERSION,
-        server: "hubbub",
-        version: deps.version,
-      });
+      run([{
+        kind: "reply",
+        frame: {
+          type: "hello",
+          protocol: PROTOCOL_VERSION,
+          server: "hubbub",
+          version: deps.version,
+        },
+      }], id);
       return {
         message(frame) {
           if (!sessions.has(id)) return;
@@ -365,6 +386,9 @@ export function createApp(config: Config, deps: AppDeps): App {
           if (--openSockets === 0) { for (const resolve of idleWaiters.splice(0)) resolve(); }
         },
       };
+    },
+    abandon(upgrade) {
+      admission.closed(upgrade.ip);
     },
     shutdown(code, reason) {
       shuttingDown = true;

@@ -29,8 +29,10 @@ export interface RequestInfo {
 export interface HttpDeps {
   config: Config;
   assets: ReadonlyMap<string, Asset>;
-  /** Whether `ip` may open another WebSocket now. */
+  /** Whether `ip` may open another WebSocket now; reserves the connection when it may. */
   admit(ip: string): Refusal | null;
+  /** Gives back a connection `admit` reserved for an upgrade that will not happen. */
+  release(ip: string): void;
   /** Asks the authorizer webhook about an upgrade; absent when there is none. */
   authorizeUpgrade?(request: Request): Promise<Decision>;
   /** Answers `/api/…`. */
@@ -77,6 +79,7 @@ export function createHttpHandler(deps: HttpDeps): HttpHandler {
         });
       }
       const decision = await deps.authorizeUpgrade?.(request) ?? "allow";
+      if (decision !== "allow") deps.release(ip);
       if (decision === "down") {
         return jsonError(503, "authorizer_down", "The authorizer is unavailable", {
           "retry-after": "5",

@@ -1,8 +1,9 @@
 /**
- * The hub delivers frames to sockets. Each frame is serialized once per
- * audience, never per recipient, and everything queued for one socket in
- * the same tick goes out as one `\n`-separated WebSocket frame, which cuts
- * the per-frame send cost that bounds a chat server's fan-out.
+ * The hub delivers frames to sockets. This one, for runtimes without native
+ * topics (Deno), serializes each frame once per audience, never per
+ * recipient, and sends everything queued for one socket in the same tick as
+ * one `\n`-separated WebSocket frame, which cuts the per-frame send cost that
+ * bounds a chat server's fan-out. `hub_topics.ts` is the Bun counterpart.
  *
  * A socket whose unsent bytes pass `maxBufferedBytes` is reported through
  * `onSlowConsumer` so it cannot grow the server's memory; the others are
@@ -19,25 +20,36 @@ import type { ServerFrame } from "./protocol.ts";
 import type { SessionId } from "./registry.ts";
 import type { Socket } from "./socket.ts";
 
-/** Delivers frames to the sockets of sessions. */
+/** Delivers frames to the sockets of sessions; each runtime adapter picks an implementation. */
 export interface Hub {
   /** Registers the socket of a new session. */
   add(id: SessionId, socket: Socket): void;
   /** Forgets a session's socket; anything still queued for it is dropped. */
   remove(id: SessionId): void;
-  /** Queues one frame for one session. */
+  /** Sends one frame to one session, after what was sent to it before. */
   send(id: SessionId, frame: ServerFrame): void;
-  /** Queues one frame for many sessions, serialized once; returns how many got it. */
-  sendAll(ids: Iterable<SessionId>, frame: ServerFrame, except?: SessionId): number;
-  /** Sends what is queued for `id` now, then closes its socket and forgets it. */
+  /**
+   * Sends one frame to a channel's `members` (or its topic's subscribers),
+   * serialized once, but not to `except`, which must be subscribed.
+   */
+  publish(
+    channel: string,
+    members: Iterable<SessionId>,
+    frame: ServerFrame,
+    except?: SessionId,
+  ): void;
+  /** The session starts receiving the channel's publications. */
+  subscribe(id: SessionId, channel: string): void;
+  /** The session stops receiving the channel's publications. */
+  unsubscribe(id: SessionId, channel: string): void;
+  /** Sends what is queued for `id`, then closes its socket and forgets it. */
   close(id: SessionId, code: number, reason: string): void;
-  /** Every registered session. */
-  ids(): IterableIterator<SessionId>;
-  /** Cancels the pending backlog check; the hub sends nothing more. */
+  /** Cancels pending timers; the hub sends nothing more. */
   stop(): void;
-  /** How many sockets are registered. */
-  readonly size: number;
 }
+
+/** Makes a hub; a runtime adapter provides the one that suits it. */
+export type HubFactory = (options: HubOptions) => Hub;
 
 /** How the hub is set up. */
 export interface HubOptions {
@@ -129,24 +141,21 @@ export function createHub(options: HubOptions): Hub {
     },
     send(id, frame) {
       const outbox = outboxes.get(id);
-      if (outbox === undefined) return;
-      enqueue(outbox, JSON.stringify(frame));
-      metrics.deliveries++;
+      if (outbox !== undefined) enqueue(outbox, JSON.stringify(frame));
     },
-    sendAll(ids, frame, except) {
+    publish(_channel, members, frame, except) {
       let text: string | undefined;
-      let count = 0;
-      for (const id of ids) {
+      for (const id of members) {
         if (id === except) continue;
         const outbox = outboxes.get(id);
         if (outbox === undefined) continue;
         text ??= JSON.stringify(frame);
         enqueue(outbox, text);
-        count++;
       }
-      metrics.deliveries += count;
-      return count;
     },
+    // Membership lives in the core's channel map, which `publish` is handed.
+    subscribe() {},
+    unsubscribe() {},
     close(id, code, reason) {
       const outbox = outboxes.get(id);
       if (outbox === undefined) return;
@@ -156,14 +165,10 @@ export function createHub(options: HubOptions): Hub {
       if (outbox.socket.bufferedAmount <= options.maxBufferedBytes) write(outbox);
       outbox.socket.close(code, reason);
     },
-    ids: () => outboxes.keys(),
     stop() {
       stopped = true;
       clearTimeout(checkTimer);
       checkTimer = undefined;
-    },
-    get size() {
-      return outboxes.size;
     },
   };
 }

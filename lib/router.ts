@@ -24,7 +24,11 @@ export type Effect =
   /** A frame for the session whose command this is. */
   | { kind: "reply"; frame: ServerFrame }
   /** A frame for every member of a channel, but `except` when given. */
-  | { kind: "publish"; channel: string; frame: ServerFrame; except?: SessionId };
+  | { kind: "publish"; channel: string; frame: ServerFrame; except?: SessionId }
+  /** The session now receives what is published to `channel` (runtimes with native topics need this). */
+  | { kind: "subscribe"; channel: string }
+  /** The session no longer receives what is published to `channel`. */
+  | { kind: "unsubscribe"; channel: string };
 
 /**
  * The commands the router applies. A `refresh` only touches the session's
@@ -155,7 +159,7 @@ function join(
   // Joining twice is answered again but announced once.
   if (joinChannel(core.channels, channel, session.id, name)) {
     session.channels.add(channel);
-    effects.push({
+    effects.push({ kind: "subscribe", channel }, {
       kind: "publish",
       channel,
       frame: { type: "presence", channel, event: "join", name },
@@ -171,7 +175,7 @@ function join(
 function leave(core: Core, session: Session, channel: string): Effect[] {
   session.channels.delete(channel);
   if (!leaveChannel(core.channels, channel, session.id) || session.name === null) return [];
-  return [{
+  return [{ kind: "unsubscribe", channel }, {
     kind: "publish",
     channel,
     frame: { type: "presence", channel, event: "leave", name: session.name },

@@ -18,3 +18,11 @@ export interface Socket {
 
 /** What an adapter hands the core for each inbound WebSocket frame. */
 export type InboundFrame = string | { binary: true; byteLength: number };
+
+/** A socket of a runtime with native publish/subscribe (Bun's uWebSockets topics). */
+export interface TopicSocket extends Socket {
+  subscribe(topic: string): void;
+  unsubscribe(topic: string): void;
+  /** Sends to every subscriber of `topic` but this socket. */
+  publish(topic: string, text: string): void;
+}

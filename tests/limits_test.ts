@@ -49,7 +49,6 @@ Deno.test("admission: per-IP cap, total cap, connect rate, drain", async (t) => 
     const admission = createAdmission(limits);
     for (let i = 0; i < 2; i++) {
       assert.equal(admission.admit("a", 0), null);
-      admission.opened("a");
     }
     assert.equal(admission.admit("a", 5000)?.reason, "ip_full");
     admission.closed("a");
@@ -59,7 +58,6 @@ Deno.test("admission: per-IP cap, total cap, connect rate, drain", async (t) => 
     const admission = createAdmission(limits);
     for (const ip of ["a", "b", "c"]) {
       assert.equal(admission.admit(ip, 0), null);
-      admission.opened(ip);
     }
     const refusal = admission.admit("d", 0);
     assert.equal(refusal?.reason, "server_full");
@@ -72,6 +70,13 @@ Deno.test("admission: per-IP cap, total cap, connect rate, drain", async (t) => 
     assert.equal(admission.admit("a", 0)?.reason, "connect_rate");
     assert.equal(admission.admit("b", 0), null, "other addresses are not affected");
     assert.equal(admission.admit("a", 1000), null, "the bucket refills");
+  });
+  await t.step("an admitted upgrade counts at once; giving it back frees the slot", () => {
+    const admission = createAdmission({ ...limits, maxConnections: 1 });
+    assert.equal(admission.admit("a", 0), null);
+    assert.equal(admission.admit("b", 0)?.reason, "server_full", "the first one is still opening");
+    admission.closed("a");
+    assert.equal(admission.admit("b", 0), null);
   });
   await t.step("drain and sweep", () => {
     const admission = createAdmission(limits);

@@ -24,7 +24,7 @@ const plain = (effects: Effect[]) => JSON.parse(JSON.stringify(effects));
 const run = (core: Core, from: ReturnType<typeof createSession>, command: RoutedCommand) =>
   plain(route(core, from, command));
 
-Deno.test("router: login then join publishes presence to the others before replying", () => {
+Deno.test("router: join subscribes, then tells the others, then replies", () => {
   const core = createCore();
   const alice = session(1);
   const bob = session(2);
@@ -32,6 +32,7 @@ Deno.test("router: login then join publishes presence to the others before reply
   run(core, bob, { type: "login", name: "bob" });
   run(core, alice, { type: "join", channel: "c" });
   assert.deepEqual(run(core, bob, { type: "join", channel: "c", ref: 1 }), [
+    { kind: "subscribe", channel: "c" },
     {
       kind: "publish",
       channel: "c",
@@ -89,10 +90,17 @@ Deno.test("router: disconnect leaves every channel and frees the name", () => {
   run(core, alice, { type: "login", name: "alice" });
   run(core, alice, { type: "join", channel: "a" });
   run(core, alice, { type: "join", channel: "b" });
-  assert.deepEqual(plain(disconnect(core, alice)).map((e: { channel: string }) => e.channel), [
-    "a",
-    "b",
-  ]);
+  assert.deepEqual(
+    plain(disconnect(core, alice)).map((e: { kind: string; channel: string }) =>
+      `${e.kind} ${e.channel}`
+    ),
+    [
+      "unsubscribe a",
+      "publish a",
+      "unsubscribe b",
+      "publish b",
+    ],
+  );
   assert.equal(core.channels.members.size, 0);
   assert.equal(core.registry.owners.size, 0);
 });

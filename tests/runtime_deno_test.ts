@@ -18,6 +18,7 @@ function buggyApp(): App {
         closed() {},
       };
     },
+    abandon() {},
     shutdown() {},
     idle: () => Promise.resolve(),
     stop() {},

@@ -43,6 +43,8 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
         headers: { "content-type": "application/json" },
         body: JSON.stringify(body),
         signal: abort.signal,
+        // A redirect is an answer, not 200: do not re-post the body elsewhere.
+        redirect: "manual",
       });
       await response.body?.cancel();
       if (response.status === 200) return "allow";
@@ -56,16 +58,20 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
 
   return {
     async decide(body) {
-      if (inFlight >= options.maxConcurrent) {
+      // A finished call hands its slot straight to the next in line, so no
+      // newcomer can slip in between and exceed maxConcurrent.
+      if (inFlight >= options.maxConcurrent || waiting.length > 0) {
         if (waiting.length >= options.maxQueued) return "down";
         await new Promise<void>((resolve) => waiting.push(resolve));
+      } else {
+        inFlight++;
       }
-      inFlight++;
       try {
         return await call(body);
       } finally {
-        inFlight--;
-        waiting.shift()?.();
+        const next = waiting.shift();
+        if (next) next();
+        else inFlight--;
       }
     },
   };

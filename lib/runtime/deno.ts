@@ -21,11 +21,15 @@ export function serveDeno(app: App, options: ServeOptions): RunningServer {
   const handler = async (request: Request, info: Deno.ServeHandlerInfo) => {
     const answer = await app.fetch(request, { ip: (info.remoteAddr as Deno.NetAddr).hostname });
     if (answer instanceof Response) return answer;
-    const { socket, response } = Deno.upgradeWebSocket(request, {
-      idleTimeout: options.pingTimeout,
-    });
-    bindSocket(app, socket, answer);
-    return response;
+    let upgraded;
+    try {
+      upgraded = Deno.upgradeWebSocket(request, { idleTimeout: options.pingTimeout });
+    } catch {
+      app.abandon(answer);
+      return new Response("Bad WebSocket upgrade", { status: 400 });
+    }
+    bindSocket(app, upgraded.socket, answer);
+    return upgraded.response;
   };
 
   let stopped = false;
@@ -121,6 +125,7 @@ function bindSocket(app: App, socket: WebSocket, upgrade: Upgrade): void {
     );
   });
   socket.onclose = guard("close", (event: CloseEvent) => {
+    if (connection === undefined) app.abandon(upgrade); // closed before it opened
     connection?.closed(event.code);
     connection = undefined;
   });
