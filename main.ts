@@ -13,6 +13,7 @@ import { createApp } from "./lib/app.ts";
 import { systemClock } from "./lib/clock.ts";
 import { parseConfig } from "./lib/config.ts";
 import { CloseCode } from "./lib/protocol.ts";
+import { bunRuntime } from "./lib/runtime/bun.ts";
 import { denoRuntime } from "./lib/runtime/deno.ts";
 import type { Runtime } from "./lib/runtime/types.ts";
 import { VERSION } from "./lib/version.ts";
@@ -20,9 +21,11 @@ import { VERSION } from "./lib/version.ts";
 /** How long shutdown waits for close handshakes (Deno Deploy kills at 5 s). */
 const SHUTDOWN_GRACE_MS = 3000;
 
+/** The adapter for the runtime we run on, by feature detection (Bun first: it may shim Deno). */
 function pickRuntime(): Runtime {
+  if ("Bun" in globalThis) return bunRuntime;
   if ("Deno" in globalThis) return denoRuntime;
-  console.error("hubbub: unsupported runtime; run it with Deno");
+  console.error("hubbub: unsupported runtime; run it with Deno or Bun");
   throw new Error("Unsupported runtime");
 }
 
@@ -44,11 +47,13 @@ const app = createApp(config, {
   clock: systemClock,
   version: VERSION,
   residentBytes: runtime.residentBytes,
+  hub: runtime.hub,
 });
 const server = runtime.serve(app, {
   port: config.port,
   hostname: config.hostname,
   pingTimeout: config.pingTimeout,
+  limits: config,
 });
 console.log(
   `hubbub ${VERSION} (${runtime.name}) listening on http://${

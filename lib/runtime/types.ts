@@ -5,6 +5,7 @@
  * @module
  */
 import type { App } from "../app.ts";
+import type { HubFactory } from "../hub.ts";
 
 /** Where and how to listen. */
 export interface ServeOptions {
@@ -12,6 +13,8 @@ export interface ServeOptions {
   hostname: string;
   /** Seconds without a pong before a WebSocket is dropped (0: never). */
   pingTimeout: number;
+  /** Limits a runtime can enforce natively, while reading (Bun). */
+  limits?: { maxMessageBytes: number; maxBufferedBytes: number };
   /** Aborting it stops the server. */
   signal?: AbortSignal;
 }
@@ -33,6 +36,8 @@ export interface Runtime {
   args(): string[];
   env(): Record<string, string | undefined>;
   serve(app: App, options: ServeOptions): RunningServer;
+  /** The hub that suits this runtime; the coalescing hub when absent. */
+  hub?: HubFactory;
   /** The process's resident memory in bytes. */
   residentBytes(): number;
   /** Calls `handler` once on SIGINT or SIGTERM. */

@@ -8,13 +8,26 @@ import { readUntil, terminate } from "./_process.ts";
 
 const ROOT = new URL("../../", import.meta.url);
 
-/** The `deno run main.ts` command with `args`, its output piped; `maxFiles` caps its descriptors. */
+/**
+ * What the end-to-end tests run, from `HUBBUB_TARGET`: `deno` (the default:
+ * `deno run main.ts` with net and env permissions only), `bun` (`bun
+ * main.ts`), or the path of a compiled binary such as `dist/hubbub-bun`.
+ */
+export const TARGET = Deno.env.get("HUBBUB_TARGET") ?? "deno";
+
+function targetCommand(): string[] {
+  if (TARGET === "deno") return [Deno.execPath(), "run", "--allow-net", "--allow-env", "main.ts"];
+  if (TARGET === "bun") return ["bun", "main.ts"];
+  return [new URL(TARGET, ROOT).pathname];
+}
+
+/** The server command with `args`, its output piped; `maxFiles` caps its descriptors. */
 export function hubbub(
   args: string[],
   env: Record<string, string> = {},
   { maxFiles }: { maxFiles?: number } = {},
 ): Deno.Command {
-  const command = [Deno.execPath(), "run", "--allow-net", "--allow-env", "main.ts", ...args];
+  const command = [...targetCommand(), ...args];
   if (maxFiles !== undefined) command.unshift("prlimit", `--nofile=${maxFiles}`);
   return new Deno.Command(command[0], {
     args: command.slice(1),

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { openClient, withTimeout } from "../_helpers.ts";
-import { hubbub, spawnServer } from "./_server.ts";
+import { hubbub, spawnServer, TARGET } from "./_server.ts";
 
 Deno.test("process: serves the client and chat without read permission; SIGTERM closes with 1012", async () => {
   await using server = await spawnServer();
@@ -72,7 +72,11 @@ Deno.test("process: SIGTERM with 100 clients connected closes all with 1012 and 
   );
 });
 
-Deno.test("process: out of file descriptors, it keeps its sockets and accepts again once some close", async () => {
+Deno.test({
+  name: "process: out of file descriptors, it keeps its sockets and accepts again once some close",
+  // This pins the Deno adapter's listener recovery; Bun's uSockets keeps accepting by itself.
+  ignore: TARGET !== "deno",
+}, async () => {
   await using server = await spawnServer({
     args: ["--connect-rate", "10000", "--max-connections-per-ip", "10000"],
     maxFiles: 160,

@@ -1,0 +1,171 @@
+/**
+ * The Bun adapter: `Bun.serve` with its uWebSockets `websocket` handlers
+ * bound to the runtime-free app. Channel fan-out goes through native topics
+ * (`server.publish`), which Bun sends from native code, corked per socket.
+ * The only file that touches Bun's sockets.
+ *
+ * @module
+ */
+import type { App, Connection } from "../app.ts";
+import type { Upgrade } from "../http.ts";
+import { createTopicHub } from "../hub_topics.ts";
+import { CloseCode } from "../protocol.ts";
+import type { TopicSocket } from "../socket.ts";
+import type { RunningServer, Runtime, ServeOptions } from "./types.ts";
+
+/** The part of Bun's ServerWebSocket this adapter uses. */
+interface BunSocket {
+  data: SocketData;
+  send(data: string): number;
+  close(code?: number, reason?: string): void;
+  getBufferedAmount(): number;
+  subscribe(topic: string): void;
+  unsubscribe(topic: string): void;
+  publish(topic: string, data: string): number;
+}
+
+interface SocketData {
+  upgrade: Upgrade;
+  connection?: Connection;
+}
+
+/** The part of Bun's Server this adapter uses. */
+interface BunServer {
+  readonly port: number;
+  readonly hostname: string;
+  upgrade(request: Request, options: { data: SocketData }): boolean;
+  requestIP(request: Request): { address: string } | null;
+  publish(topic: string, data: string): number;
+  stop(closeActiveConnections?: boolean): Promise<void>;
+}
+
+interface BunGlobal {
+  serve(options: unknown): BunServer;
+}
+
+/** The part of Node's `process` Bun provides that this adapter uses. */
+interface BunProcess {
+  argv: string[];
+  env: Record<string, string | undefined>;
+  exit(code: number): never;
+  on(signal: string, handler: () => void): void;
+  memoryUsage: { rss(): number };
+}
+
+const bun = () => (globalThis as unknown as { Bun: BunGlobal }).Bun;
+const bunProcess = () => (globalThis as unknown as { process: BunProcess }).process;
+
+/** The server the topic hub publishes through, set once `Bun.serve` returns. */
+let current: BunServer | undefined;
+
+/** Serves `app` with `Bun.serve`. */
+export function serveBun(app: App, options: ServeOptions): RunningServer {
+  const limits = options.limits ?? { maxMessageBytes: 65536, maxBufferedBytes: 1 << 20 };
+  const server = bun().serve({
+    port: options.port,
+    hostname: options.hostname,
+    async fetch(request: Request, server: BunServer) {
+      const answer = await app.fetch(request, { ip: server.requestIP(request)?.address ?? "" });
+      if (answer instanceof Response) return answer;
+      if (server.upgrade(request, { data: { upgrade: answer } })) return undefined;
+      app.abandon(answer);
+      return new Response("Bad WebSocket upgrade", { status: 400 });
+    },
+    websocket: {
+      // uWebSockets enforces these while reading, fragments included: an
+      // oversize message is closed with 1009 before it is buffered whole.
+      maxPayloadLength: limits.maxMessageBytes,
+      idleTimeout: options.pingTimeout,
+      sendPings: options.pingTimeout > 0,
+      // The topic hub closes slow consumers; this only caps what one can hold meanwhile.
+      backpressureLimit: limits.maxBufferedBytes * 8,
+      closeOnBackpressureLimit: false,
+      perMessageDeflate: false,
+      open: guard(app, (ws) => {
+        ws.data.connection = app.open(adapt(ws), ws.data.upgrade);
+      }),
+      message: guard(app, (ws, message: string | Uint8Array) => {
+        ws.data.connection?.message(
+          typeof message === "string" ? message : { binary: true, byteLength: message.byteLength },
+        );
+      }),
+      close: guard(app, (ws, code: number) => {
+        const { connection } = ws.data;
+        ws.data.connection = undefined;
+        connection?.closed(code);
+      }),
+    },
+  });
+  current = server;
+  options.signal?.addEventListener("abort", () => server.stop(true));
+  let finish: () => void;
+  const finished = new Promise<void>((resolve) => finish = resolve);
+  return {
+    hostname: server.hostname,
+    port: server.port,
+    async shutdown() {
+      await server.stop(false);
+      finish();
+    },
+    finished,
+  };
+}
+
+/** A bug in one callback closes that socket with 1011; the process lives on. */
+function guard<A extends unknown[]>(app: App, handler: (ws: BunSocket, ...args: A) => void) {
+  return (ws: BunSocket, ...args: A) => {
+    try {
+      handler(ws, ...args);
+    } catch (error) {
+      app.metrics.internalErrors++;
+      console.error("hubbub: a socket callback failed:", error);
+      try {
+        ws.close(CloseCode.InternalError, "Internal error");
+      } catch {
+        // Already closed.
+      }
+    }
+  };
+}
+
+function adapt(ws: BunSocket): TopicSocket {
+  return {
+    send: (text) => void ws.send(text),
+    close(code, reason) {
+      try {
+        ws.close(code, reason);
+      } catch {
+        // Already closed; the close handler has run or will.
+      }
+    },
+    get bufferedAmount() {
+      return ws.getBufferedAmount();
+    },
+    subscribe: (topic) => ws.subscribe(topic),
+    unsubscribe: (topic) => ws.unsubscribe(topic),
+    publish: (topic, text) => void ws.publish(topic, text),
+  };
+}
+
+/** The Bun runtime. */
+export const bunRuntime: Runtime = {
+  name: "bun",
+  args: () => bunProcess().argv.slice(2),
+  env: () => ({ ...bunProcess().env }),
+  serve(app, options) {
+    return serveBun(app, options);
+  },
+  hub: (options) => createTopicHub(options, (topic, text) => void current?.publish(topic, text)),
+  residentBytes: () => bunProcess().memoryUsage.rss(),
+  onShutdownSignal(handler) {
+    let called = false;
+    for (const signal of ["SIGINT", "SIGTERM"]) {
+      bunProcess().on(signal, () => {
+        if (called) return;
+        called = true;
+        handler(signal);
+      });
+    }
+  },
+  exit: (code) => bunProcess().exit(code),
+};
