@@ -62,21 +62,68 @@ export interface HubOptions {
 /** A backlog this many times `maxBufferedBytes` marks a slow consumer without a second look. */
 export const HARD_BACKLOG_FACTOR = 8;
 
+/** Frames one batch may hold before it is written at once, bounding memory and latency. */
+export const MAX_BATCH_FRAMES = 512;
+
+/** Bytes (UTF-16 code units) one batch may hold before it is written at once. */
+export const MAX_BATCH_CHARS = 256 * 1024;
+
+/** Flushes closer together than this mean load: the next flush waits for a timer, batching more. */
+const BUSY_GAP_MS = 1;
+
+/**
+ * A sequence of frames queued in one tick, shared by every socket that was
+ * queued exactly these frames. Appending a frame to a batch gives the same
+ * child batch for every socket, so a room's members share one batch and its
+ * joined text is built once, not once per member.
+ */
+interface Batch {
+  readonly parent: Batch | undefined;
+  readonly last: string;
+  readonly frames: number;
+  readonly chars: number;
+  /** The frames `\n`-joined; built on first write and shared. */
+  text: string | undefined;
+  /** The batches this one becomes, by the frame appended. */
+  next: Map<string, Batch> | undefined;
+}
+
 interface Outbox {
   readonly id: SessionId;
   readonly socket: Socket;
-  /** Serialized frames waiting for the next flush. */
-  pending: string[];
+  /** What is queued for the next flush. */
+  batch: Batch | undefined;
   /** The backlog seen at the last check when it was over the cap; Infinity otherwise. */
   backlogOverCap: number;
 }
 
-/** Creates a hub that flushes queued frames from a microtask. */
+/** The joined text of a batch, building what its ancestors have not built yet. */
+function textOf(batch: Batch): string {
+  if (batch.text !== undefined) return batch.text;
+  const chain: Batch[] = [];
+  let base: Batch | undefined = batch;
+  while (base !== undefined && base.text === undefined) {
+    chain.push(base);
+    base = base.parent;
+  }
+  let text = base?.text;
+  for (let i = chain.length - 1; i >= 0; i--) {
+    text = text === undefined ? chain[i].last : `${text}\n${chain[i].last}`;
+    chain[i].text = text;
+  }
+  return text!;
+}
+
+/** Creates a hub that coalesces each socket's frames per tick into shared batches. */
 export function createHub(options: HubOptions): Hub {
   const { metrics } = options;
   const outboxes = new Map<SessionId, Outbox>();
   let dirty = new Set<Outbox>();
+  /** The first batches of this tick, by their frame. */
+  let roots = new Map<string, Batch>();
   let flushScheduled = false;
+  let flushTimer: ReturnType<typeof setTimeout> | undefined;
+  let lastFlushAt = -Infinity;
   /** Sockets written to since the last backlog check. */
   let written = new Set<Outbox>();
   let checkTimer: ReturnType<typeof setTimeout> | undefined;
@@ -98,22 +145,24 @@ export function createHub(options: HubOptions): Hub {
   };
 
   const write = (outbox: Outbox) => {
-    const { pending } = outbox;
-    if (pending.length === 0) return;
-    outbox.pending = [];
-    outbox.socket.send(pending.length === 1 ? pending[0] : pending.join("\n"));
+    const { batch } = outbox;
+    if (batch === undefined) return;
+    outbox.batch = undefined;
+    outbox.socket.send(textOf(batch));
     metrics.framesOut++;
+    written.add(outbox);
   };
 
   const flush = () => {
     // Swap first: what a flush causes (a slow consumer's presence leave) goes in the next batch.
     const batch = dirty;
     dirty = new Set();
+    roots = new Map();
     flushScheduled = false;
+    flushTimer = undefined;
+    lastFlushAt = performance.now();
     for (const outbox of batch) {
-      if (outboxes.get(outbox.id) !== outbox) continue; // closed since it was queued
-      write(outbox);
-      written.add(outbox);
+      if (outboxes.get(outbox.id) === outbox) write(outbox); // else closed since it was queued
     }
     if (checkTimer === undefined && written.size > 0 && !stopped) {
       checkTimer = setTimeout(checkBacklogs, 0);
@@ -121,17 +170,38 @@ export function createHub(options: HubOptions): Hub {
   };
 
   const enqueue = (outbox: Outbox, text: string) => {
-    outbox.pending.push(text);
-    dirty.add(outbox);
-    if (!flushScheduled) {
-      flushScheduled = true;
-      queueMicrotask(flush);
+    const parent = outbox.batch;
+    const siblings = parent === undefined ? roots : (parent.next ??= new Map());
+    let batch = siblings.get(text);
+    if (batch === undefined) {
+      batch = {
+        parent,
+        last: text,
+        frames: (parent?.frames ?? 0) + 1,
+        chars: (parent?.chars ?? 0) + text.length + 1,
+        text: undefined,
+        next: undefined,
+      };
+      siblings.set(text, batch);
     }
+    outbox.batch = batch;
+    if (batch.frames >= MAX_BATCH_FRAMES || batch.chars >= MAX_BATCH_CHARS) {
+      write(outbox); // bounded: a big burst goes out in pieces
+      dirty.delete(outbox);
+      return;
+    }
+    dirty.add(outbox);
+    if (flushScheduled || stopped) return;
+    flushScheduled = true;
+    // Under load, flushes come back to back; a timer then lets several
+    // inbound frames share one flush. At rest, a microtask keeps latency low.
+    if (performance.now() - lastFlushAt < BUSY_GAP_MS) flushTimer = setTimeout(flush, 0);
+    else queueMicrotask(flush);
   };
 
   return {
     add(id, socket) {
-      outboxes.set(id, { id, socket, pending: [], backlogOverCap: Infinity });
+      outboxes.set(id, { id, socket, batch: undefined, backlogOverCap: Infinity });
     },
     remove(id) {
       const outbox = outboxes.get(id);
@@ -168,6 +238,7 @@ export function createHub(options: HubOptions): Hub {
     stop() {
       stopped = true;
       clearTimeout(checkTimer);
+      clearTimeout(flushTimer);
       checkTimer = undefined;
     },
   };

@@ -387,7 +387,6 @@ Deno.test("faults: a slow consumer is closed with 1013; fast members get every m
   await slow.send(Opcode.Text, JSON.stringify({ type: "login", name: "slow" }));
   await slow.send(Opcode.Text, JSON.stringify({ type: "join", channel: "firehose" }));
   assert.equal((await fast.nextOf("presence")).name, "slow");
-  const rssBefore = Deno.memoryUsage().rss;
   const text = "x".repeat(4000);
   const total = 3000; // 12 MB: far more than loopback's socket buffers hold
   let received = 0;
@@ -413,10 +412,9 @@ Deno.test("faults: a slow consumer is closed with 1013; fast members get every m
       received++;
     }
   }
-  const rssGrowth = Deno.memoryUsage().rss - rssBefore;
+  // What this bounds in memory is measured against an uncapped reference by `deno task bench:slow`.
   assert.ok(slowLeft, "the slow consumer was dropped and its channel told");
   assert.equal(server.app.metrics.slowConsumers, 1);
-  assert.ok(rssGrowth < 64 * 2 ** 20, `RSS grew ${rssGrowth} bytes`);
   assert.equal(await withTimeout(slow.readClose(), "the 1013 close", 10_000), 1013);
   await assertServes(server);
 });

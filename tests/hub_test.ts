@@ -1,0 +1,117 @@
+/** The coalescing hub with fake sockets: batching, bounds, order, slow consumers. */
+import assert from "node:assert/strict";
+import { createHub, MAX_BATCH_FRAMES } from "../lib/hub.ts";
+import { createMetrics } from "../lib/metrics.ts";
+import type { ServerFrame } from "../lib/protocol.ts";
+import type { Socket } from "../lib/socket.ts";
+
+/** A socket that records what it is sent and lets a test wait for the next send. */
+function fakeSocket() {
+  const sent: string[] = [];
+  const closes: [number, string][] = [];
+  let waiting: (() => void) | undefined;
+  const socket: Socket & { bufferedAmount: number } = {
+    bufferedAmount: 0,
+    send(text) {
+      sent.push(text);
+      waiting?.();
+    },
+    close(code, reason) {
+      closes.push([code, reason]);
+    },
+  };
+  const nextSend = () => new Promise<void>((resolve) => waiting = resolve);
+  return { socket, sent, closes, nextSend };
+}
+
+const pong = (ref: number): ServerFrame => ({ type: "pong", ref });
+
+function hubWith(onSlowConsumer: (id: number) => void = () => {}) {
+  return createHub({ maxBufferedBytes: 1000, metrics: createMetrics(), onSlowConsumer });
+}
+
+Deno.test("hub: everything queued in one tick goes out as one frame per socket, in order", async () => {
+  const hub = hubWith();
+  const a = fakeSocket();
+  const b = fakeSocket();
+  hub.add(1, a.socket);
+  hub.add(2, b.socket);
+  const written = a.nextSend();
+  hub.send(1, pong(1));
+  hub.publish("c", [1, 2], pong(2));
+  hub.publish("c", [1, 2], pong(3), 1);
+  hub.send(1, pong(4));
+  await written;
+  assert.deepEqual(a.sent, [
+    '{"type":"pong","ref":1}\n{"type":"pong","ref":2}\n{"type":"pong","ref":4}',
+  ]);
+  assert.deepEqual(b.sent, ['{"type":"pong","ref":2}\n{"type":"pong","ref":3}']);
+  hub.stop();
+});
+
+Deno.test("hub: a burst to one socket is cut into bounded batches", async () => {
+  const hub = hubWith();
+  const a = fakeSocket();
+  hub.add(1, a.socket);
+  const total = MAX_BATCH_FRAMES * 2 + 10;
+  const last = a.nextSend();
+  for (let i = 0; i < total; i++) hub.send(1, pong(i));
+  assert.equal(a.sent.length, 2, "two full batches went out at once");
+  await last;
+  assert.deepEqual(a.sent.map((text) => text.split("\n").length), [
+    MAX_BATCH_FRAMES,
+    MAX_BATCH_FRAMES,
+    10,
+  ]);
+  const refs = a.sent.flatMap((text) => text.split("\n").map((line) => JSON.parse(line).ref));
+  assert.deepEqual(refs, Array.from({ length: total }, (_, i) => i), "in order");
+  hub.stop();
+});
+
+Deno.test("hub: closing writes what is queued first; a slow consumer's backlog is not added to", async () => {
+  const hub = hubWith();
+  const fine = fakeSocket();
+  const slow = fakeSocket();
+  hub.add(1, fine.socket);
+  hub.add(2, slow.socket);
+  hub.send(1, pong(1));
+  hub.close(1, 1000, "bye");
+  assert.deepEqual(fine.sent, ['{"type":"pong","ref":1}']);
+  assert.deepEqual(fine.closes, [[1000, "bye"]]);
+  slow.socket.bufferedAmount = 5000;
+  hub.send(2, pong(2));
+  hub.close(2, 1013, "Slow consumer");
+  assert.deepEqual(slow.sent, []);
+  hub.stop();
+});
+
+Deno.test("hub: a backlog over the cap that does not shrink is a slow consumer; one that drains is not", async () => {
+  const reported: number[] = [];
+  let onReport = () => {};
+  const hub = hubWith((id) => {
+    reported.push(id);
+    onReport();
+  });
+  const stuck = fakeSocket();
+  const draining = fakeSocket();
+  hub.add(1, stuck.socket);
+  hub.add(2, draining.socket);
+  stuck.socket.bufferedAmount = 1500;
+  draining.socket.bufferedAmount = 1500;
+  const round = async () => {
+    const sent = stuck.nextSend();
+    hub.publish("c", [1, 2], pong(0));
+    await sent;
+    // The backlog check runs in the task after the flush.
+    await new Promise<void>((resolve) => setTimeout(resolve, 0));
+  };
+  await round();
+  assert.deepEqual(reported, [], "one look over the cap is not enough");
+  draining.socket.bufferedAmount = 1200;
+  stuck.socket.bufferedAmount = 1600;
+  const reportedNow = new Promise<void>((resolve) => onReport = resolve);
+  await round();
+  await reportedNow;
+  assert.deepEqual(reported, [1]);
+  hub.stop();
+});
