@@ -12,6 +12,7 @@
 import { createApp } from "./lib/app.ts";
 import { systemClock } from "./lib/clock.ts";
 import { parseConfig } from "./lib/config.ts";
+import { DIALECTS } from "./lib/dialects/index.ts";
 import { CloseCode } from "./lib/protocol.ts";
 import { bunRuntime } from "./lib/runtime/bun.ts";
 import { denoRuntime } from "./lib/runtime/deno.ts";
@@ -48,18 +49,30 @@ const app = createApp(config, {
   version: VERSION,
   residentBytes: runtime.residentBytes,
   hub: runtime.hub,
+  dialects: DIALECTS,
 });
-const server = runtime.serve(app, {
-  port: config.port,
-  hostname: config.hostname,
-  pingTimeout: config.pingTimeout,
-  limits: config,
-});
+const serve = (port: number, listener?: string) =>
+  runtime.serve(app, {
+    port,
+    hostname: config.hostname,
+    pingTimeout: config.pingTimeout,
+    limits: config,
+    listener,
+  });
+const server = serve(config.port);
+const servers = [server];
 console.log(
   `hubbub ${VERSION} (${runtime.name}) listening on http://${
     formatHost(server.hostname)
   }:${server.port}/`,
 );
+for (const [name, port] of config.dialects) {
+  const listener = serve(port, name);
+  servers.push(listener);
+  console.log(
+    `hubbub: ${name} clients on http://${formatHost(listener.hostname)}:${listener.port}/`,
+  );
+}
 
 runtime.onShutdownSignal(async (signal) => {
   console.log(`hubbub: ${signal}, closing ${app.connections} connections`);
@@ -70,7 +83,7 @@ runtime.onShutdownSignal(async (signal) => {
   const grace = new Promise<void>((resolve) => timer = setTimeout(resolve, SHUTDOWN_GRACE_MS));
   await Promise.race([app.idle(), grace]);
   clearTimeout(timer);
-  await server.shutdown();
+  await Promise.all(servers.map((listener) => listener.shutdown()));
   app.stop();
   runtime.exit(0);
 });

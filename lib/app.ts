@@ -27,11 +27,13 @@ import {
   type Effect,
   error,
   messageFrame,
+  type Origin,
   route,
   type RoutedCommand,
 } from "./router.ts";
 import { createSession, type Session } from "./session.ts";
 import type { InboundFrame, Socket } from "./socket.ts";
+import type { Dialect, DialectContext } from "./dialect.ts";
 import { createBucket, type Rate, take } from "./token_bucket.ts";
 import { exceedsUtf8Bytes } from "./utf8.ts";
 
@@ -47,6 +49,12 @@ export const MAX_FAILED_LOGINS = 5;
 /** Frames a session may have waiting behind a token check or authorizer call. */
 const MAX_BACKLOG = 256;
 
+/** How often dialect timers run. */
+const DIALECT_TICK_MS = 250;
+
+/** The dialect name of the native protocol. */
+export const NATIVE = "native";
+
 /** How often idle per-IP records are forgotten. */
 const ADMISSION_SWEEP_MS = 60_000;
 
@@ -60,6 +68,8 @@ export interface AppDeps {
   residentBytes?(): number;
   /** The hub that suits the runtime; the coalescing hub by default. */
   hub?: HubFactory;
+  /** The wire protocols besides the native one that sockets may speak. */
+  dialects?: readonly Dialect[];
 }
 
 /** The events of one open connection, called by a runtime adapter. */
@@ -102,6 +112,12 @@ export function createApp(config: Config, deps: AppDeps): App {
     connectRate: { perSecond: config.connectRate, burst: config.connectRate * 2 },
   });
   const sessions = new Map<SessionId, Session>();
+  const dialects = new Map(
+    (deps.dialects ?? []).map((dialect) => [dialect.name, dialect as Dialect]),
+  );
+  /** Each dialect's sessions, so its timers cost nothing for anyone else. */
+  const sessionsByDialect = new Map<string, Map<SessionId, Session>>();
+  const dialectStates = new Map<SessionId, unknown>();
   const jwt = jwtVerifierFor(config);
   const authorizer = config.authorizerUrl === null ? null : createAuthorizer({
     url: config.authorizerUrl,
@@ -137,13 +153,28 @@ export function createApp(config: Config, deps: AppDeps): App {
       metrics.slowConsumers++;
       end(id, CloseCode.TryAgainLater, "Slow consumer");
     },
+    encode(dialect, frame, origin) {
+      if (dialect === NATIVE) return JSON.stringify(frame);
+      return dialects.get(dialect)?.encode(frame, origin, encodeContext) ?? null;
+    },
   });
+  const encodeContext = { memberCount: (channel: string) => memberCount(core.channels, channel) };
+  const dialectContext: DialectContext = {
+    config,
+    registry: core.registry,
+    channels: core.channels,
+    sessions,
+    now: clock.now,
+    messageId: core.messageId,
+    jwt,
+    authorizer,
+  };
 
   /** Publishes to a channel's members and counts the deliveries; returns how many. */
-  const publish = (channel: string, frame: ServerFrame, except?: SessionId) => {
+  const publish = (channel: string, frame: ServerFrame, except?: SessionId, origin?: Origin) => {
     const recipients = memberCount(core.channels, channel) - (except === undefined ? 0 : 1);
     if (recipients <= 0) return 0;
-    hub.publish(channel, audience(core.channels, channel), frame, except);
+    hub.publish(channel, audience(core.channels, channel), frame, except, origin);
     metrics.deliveries += recipients;
     return recipients;
   };
@@ -153,12 +184,21 @@ export function createApp(config: Config, deps: AppDeps): App {
       switch (effect.kind) {
         case "reply":
           if (effect.frame.type === "error") bump(metrics.errors, effect.frame.code);
+          // Dialect clients would not understand native frames (e.g. a rate_limited error).
+          if (sessions.get(sender)?.dialect !== NATIVE) break;
           hub.send(sender, effect.frame);
           metrics.deliveries++;
           break;
+        case "raw":
+          hub.sendText(sender, effect.text);
+          metrics.deliveries++;
+          break;
+        case "close":
+          end(sender, effect.code, effect.reason);
+          break;
         case "publish":
           if (effect.frame.type === "message") metrics.messagesIn++;
-          publish(effect.channel, effect.frame, effect.except);
+          publish(effect.channel, effect.frame, effect.except, effect.origin);
           break;
         case "subscribe":
           hub.subscribe(sender, effect.channel);
@@ -181,6 +221,7 @@ export function createApp(config: Config, deps: AppDeps): App {
     }
     awaitingLogin.delete(id);
     lastActive.delete(id);
+    dialectStates.delete(id);
     admission.closed(session.ip);
     if (!shuttingDown) run(disconnect(core, session), id);
   };
@@ -222,6 +263,7 @@ export function createApp(config: Config, deps: AppDeps): App {
 
   /** Handles one text or binary frame, in arrival order, after size and rate checks. */
   const process = (session: Session, frame: InboundFrame) => {
+    if (session.dialect !== NATIVE) return processDialect(session, frame);
     if (typeof frame !== "string") {
       return run(
         [error("bad_request", "Binary frames are not supported; send JSON text")],
@@ -248,6 +290,37 @@ export function createApp(config: Config, deps: AppDeps): App {
     );
   };
 
+  /** A dialect frame: its effects now, or once its promise settles, in arrival order. */
+  const processDialect = (session: Session, frame: InboundFrame) => {
+    const dialect = dialects.get(session.dialect)!;
+    const state = dialectStates.get(session.id);
+    const result = typeof frame === "string"
+      ? dialect.receive(dialectContext, session, state, frame)
+      : dialect.receiveBinary?.(dialectContext, session, state) ?? [];
+    if (Array.isArray(result)) return run(result, session.id);
+    session.busy = true;
+    result.then(
+      (effects) => {
+        if (!sessions.has(session.id)) return;
+        session.busy = false;
+        run(effects, session.id);
+        drain(session);
+      },
+      (failure) => {
+        metrics.internalErrors++;
+        console.error(`hubbub: the ${session.dialect} dialect failed:`, failure);
+        end(session.id, CloseCode.InternalError, "Internal error");
+      },
+    );
+  };
+
+  /** Processes what waited behind an asynchronous check, until the next one. */
+  const drain = (session: Session) => {
+    while (!session.busy && session.backlog.length > 0 && sessions.has(session.id)) {
+      process(session, session.backlog.shift()!);
+    }
+  };
+
   const settle = (session: Session, result: GateResult) => {
     if (!sessions.has(session.id)) return;
     session.busy = false;
@@ -258,8 +331,19 @@ export function createApp(config: Config, deps: AppDeps): App {
       run(result.effects, session.id);
       if (result.failedLogin) loginFailed(session);
     }
-    while (!session.busy && session.backlog.length > 0 && sessions.has(session.id)) {
-      process(session, session.backlog.shift()!);
+    drain(session);
+  };
+
+  /** Runs the dialects' timers, each over its own sessions only. */
+  const tickDialects = () => {
+    for (const [name, dialect] of dialects) {
+      if (dialect.tick === undefined) continue;
+      const own = sessionsByDialect.get(name);
+      if (own === undefined || own.size === 0) continue;
+      const states = [...own.values()].map((session) =>
+        [session, dialectStates.get(session.id)] as [Session, unknown]
+      );
+      for (const [id, effects] of dialect.tick(dialectContext, states)) run(effects, id);
     }
   };
 
@@ -283,6 +367,9 @@ export function createApp(config: Config, deps: AppDeps): App {
     }
   };
   const stopSweep = clock.every(SWEEP_INTERVAL_MS, sweep);
+  const stopDialectTicks = [...dialects.values()].some((dialect) => dialect.tick)
+    ? clock.every(DIALECT_TICK_MS, tickDialects)
+    : () => {};
   const stopAdmissionSweep = clock.every(ADMISSION_SWEEP_MS, () => admission.sweep(clock.now()));
 
   const fetch = createHttpHandler({
@@ -300,6 +387,12 @@ export function createApp(config: Config, deps: AppDeps): App {
         command: "connect",
         args: { headers: headerLists(request.headers), query: queryLists(url) },
       });
+    },
+    dialects,
+    async dialectHttp(name, request, path) {
+      const dialect = dialects.get(name);
+      if (dialect?.http === undefined) return null;
+      return await dialect.http(dialectContext, request, path, (effects) => run(effects, 0));
     },
     api: createApi({
       apiKey: config.apiKey,
@@ -332,23 +425,44 @@ export function createApp(config: Config, deps: AppDeps): App {
     fetch,
     open(socket, upgrade) {
       const now = clock.now();
-      const session = createSession(nextSessionId++, upgrade.ip, createBucket(commandRate, now));
+      const dialectName = upgrade.dialect ?? NATIVE;
+      const session = createSession(
+        nextSessionId++,
+        upgrade.ip,
+        createBucket(commandRate, now),
+        dialectName,
+      );
       const { id } = session;
       sessions.set(id, session);
       metrics.connectionsOpened++;
-      hub.add(id, socket);
+      hub.add(id, socket, dialectName);
       openSockets++;
       let socketOpen = true;
-      touch(awaitingLogin, id, now);
-      run([{
-        kind: "reply",
-        frame: {
-          type: "hello",
-          protocol: PROTOCOL_VERSION,
-          server: "hubbub",
-          version: deps.version,
-        },
-      }], id);
+      const dialect = dialects.get(dialectName);
+      if (dialect !== undefined) {
+        let own = sessionsByDialect.get(dialectName);
+        if (own === undefined) sessionsByDialect.set(dialectName, own = new Map());
+        own.set(id, session);
+        const opened = dialect.open(dialectContext, session, {
+          path: upgrade.path,
+          search: upgrade.search,
+        });
+        dialectStates.set(id, opened.state);
+        run(opened.effects, id);
+      } else {
+        touch(awaitingLogin, id, now);
+      }
+      if (dialect === undefined) {
+        run([{
+          kind: "reply",
+          frame: {
+            type: "hello",
+            protocol: PROTOCOL_VERSION,
+            server: "hubbub",
+            version: deps.version,
+          },
+        }], id);
+      }
       return {
         message(frame) {
           if (!sessions.has(id)) return;
@@ -401,6 +515,7 @@ export function createApp(config: Config, deps: AppDeps): App {
     },
     stop() {
       stopSweep();
+      stopDialectTicks();
       stopAdmissionSweep();
       hub.stop();
     },

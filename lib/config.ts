@@ -8,6 +8,7 @@
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import { algorithmsForPublicKey } from "./auth/jwt.ts";
+import { DIALECTS } from "./dialects/index.ts";
 
 /** The validated server configuration. */
 export interface Config {
@@ -53,6 +54,12 @@ export interface Config {
   authorizerUrl: string | null;
   authorizerTimeoutMs: number;
   authorizerConcurrency: number;
+  /** Dialects served on their own listeners: name → port. */
+  dialects: Map<string, number>;
+  /** The channel that the single global room of wschat and login-chat clients is. */
+  compatChannel: string;
+  /** The key of wsify's `POST /broadcast?key=`; null: that endpoint is off. */
+  broadcastingKey: string | null;
 }
 
 interface Option<K extends keyof Config> {
@@ -61,6 +68,8 @@ interface Option<K extends keyof Config> {
   env: string;
   /** Other environment variables read when `env` is not set (names other servers use). */
   envAliases?: string[];
+  /** The flag may be given more than once; the values are joined with commas. */
+  repeatable?: true;
   /** The default, as it would be written on the command line. */
   fallback: string | null;
   description: string;
@@ -246,6 +255,53 @@ export const OPTIONS = [
     ),
   }),
   option({
+    key: "dialects",
+    flag: "dialect",
+    env: "DIALECTS",
+    repeatable: true,
+    fallback: "",
+    description: `Also serve a seed server's protocol on its own port, NAME[=PORT] (repeatable; ${
+      DIALECTS.map((d) => `${d.name}=${d.defaultPort}`).join(", ") || "none built in"
+    })`,
+    schema: z.string().transform((text, ctx) => {
+      const listeners = new Map<string, number>();
+      for (const part of text.split(",").map((item) => item.trim()).filter(Boolean)) {
+        const [name, port] = part.split("=");
+        const dialect = DIALECTS.find((d) => d.name === name);
+        if (dialect === undefined) {
+          ctx.addIssue({
+            code: "custom",
+            message: `unknown dialect "${name}"; known: ${DIALECTS.map((d) => d.name).join(", ")}`,
+          });
+          return z.NEVER;
+        }
+        const number = port === undefined ? dialect.defaultPort : Number(port);
+        if (!Number.isInteger(number) || number < 0 || number > 65535) {
+          ctx.addIssue({ code: "custom", message: `bad port "${port}" for ${name}` });
+          return z.NEVER;
+        }
+        listeners.set(name, number);
+      }
+      return listeners;
+    }),
+  }),
+  option({
+    key: "compatChannel",
+    flag: "compat-channel",
+    env: "COMPAT_CHANNEL",
+    fallback: "lobby",
+    description: "The channel that the one global room of wschat and login-chat clients maps to",
+    schema: z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, "expected a channel name"),
+  }),
+  option({
+    key: "broadcastingKey",
+    flag: "broadcasting-key",
+    env: "BROADCASTING_KEY",
+    fallback: null,
+    description: "Key of wsify's POST /broadcast?key= (default: that endpoint answers 403)",
+    schema: z.string().min(1),
+  }),
+  option({
     key: "jwtSecret",
     flag: "jwt-secret",
     env: "JWT_SECRET",
@@ -348,7 +404,9 @@ export function parseConfig(
       options: {
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "V" },
-        ...Object.fromEntries(OPTIONS.map((o) => [o.flag, { type: "string" as const }])),
+        ...Object.fromEntries(
+          OPTIONS.map((o) => [o.flag, { type: "string" as const, multiple: "repeatable" in o }]),
+        ),
       },
       strict: true,
       allowPositionals: false,
@@ -362,7 +420,8 @@ export function parseConfig(
 
   const config: Record<string, unknown> = {};
   for (const o of OPTIONS) {
-    const fromFlag = values[o.flag] as string | undefined;
+    const flagValue = values[o.flag] as string | string[] | undefined;
+    const fromFlag = Array.isArray(flagValue) ? flagValue.join(",") : flagValue;
     const envName = [o.env, ...(o.envAliases ?? [])].find((name) => env[name] !== undefined);
     const raw = fromFlag ?? (envName === undefined ? undefined : env[envName]) ?? o.fallback;
     if (raw === null) {
@@ -397,7 +456,7 @@ export function parseConfig(
 }
 
 /** Options whose values are never echoed. */
-const SECRET_OPTIONS = new Set<keyof Config>(["apiKey", "jwtSecret"]);
+const SECRET_OPTIONS = new Set<keyof Config>(["apiKey", "jwtSecret", "broadcastingKey"]);
 
 /** The `--help` text: every option with its environment variable and default. */
 export function helpText(): string {

@@ -8,6 +8,7 @@
 import type { Refusal } from "./admission.ts";
 import type { ApiHandler } from "./api.ts";
 import type { Asset } from "./assets.ts";
+import type { Dialect } from "./dialect.ts";
 import type { Config } from "./config.ts";
 import type { Decision } from "./auth/webhook.ts";
 import { json, jsonError } from "./http_util.ts";
@@ -17,12 +18,20 @@ export interface Upgrade {
   readonly upgrade: true;
   /** The client address the connection is accounted to. */
   readonly ip: string;
+  /** The dialect the socket speaks; undefined: the native protocol. */
+  readonly dialect?: string;
+  /** The request path as the dialect sees it (without a `/compat/NAME` prefix). */
+  readonly path: string;
+  /** The query string with its `?`, or "". */
+  readonly search: string;
 }
 
 /** What the adapter knows of the connection a request came on. */
 export interface RequestInfo {
   /** The peer address of the TCP connection. */
   ip: string;
+  /** The dialect whose own listener (`--dialect NAME=PORT`) took the request; undefined: the main one. */
+  listener?: string;
 }
 
 /** What the HTTP layer needs from the rest of the server. */
@@ -37,6 +46,10 @@ export interface HttpDeps {
   authorizeUpgrade?(request: Request): Promise<Decision>;
   /** Answers `/api/…`. */
   api: ApiHandler;
+  /** The dialects sockets may speak, by name. */
+  dialects: ReadonlyMap<string, Dialect>;
+  /** A dialect's plain HTTP routes; null: not one of them. */
+  dialectHttp(name: string, request: Request, path: string): Promise<Response | null>;
   /** The Prometheus text for /metrics. */
   metricsText(): string;
 }
@@ -55,40 +68,77 @@ const SECURITY_HEADERS = {
 export function createHttpHandler(deps: HttpDeps): HttpHandler {
   const { config } = deps;
 
+  /** The checks every upgrade passes, whatever it speaks: origin, admission, authorizer. */
+  const upgrade = async (
+    request: Request,
+    info: RequestInfo,
+    dialect: string | undefined,
+    url: URL,
+    path: string,
+  ): Promise<Response | Upgrade> => {
+    const origin = request.headers.get("origin");
+    // Browsers always send Origin; other clients may not, and cannot be hijacked by a page.
+    if (
+      config.allowedOrigins !== null && origin !== null && !config.allowedOrigins.includes(origin)
+    ) {
+      return jsonError(403, "forbidden_origin", `Origin "${origin}" is not allowed`);
+    }
+    const ip = config.trustProxy ? forwardedFor(request) ?? info.ip : info.ip;
+    const refusal = deps.admit(ip);
+    if (refusal !== null) {
+      return jsonError(refusal.status, refusal.reason, refusal.message, {
+        "retry-after": String(refusal.retryAfterSeconds),
+      });
+    }
+    const decision = await deps.authorizeUpgrade?.(request) ?? "allow";
+    if (decision !== "allow") deps.release(ip);
+    if (decision === "down") {
+      return jsonError(503, "authorizer_down", "The authorizer is unavailable", {
+        "retry-after": "5",
+      });
+    }
+    if (decision === "deny") {
+      return jsonError(403, "forbidden", "The authorizer refused this connection");
+    }
+    return { upgrade: true, ip, dialect, path, search: url.search };
+  };
+
+  /** A dialect's own listener: its WebSocket path (or any path), and its HTTP routes. */
+  const dialectListener = async (request: Request, info: RequestInfo, name: string, url: URL) => {
+    const dialect = deps.dialects.get(name)!;
+    const isEndpoint = dialect.path === null || url.pathname === dialect.path;
+    if (isEndpoint && isUpgrade(request)) {
+      return await upgrade(request, info, name, url, url.pathname);
+    }
+    const answer = await deps.dialectHttp(name, request, url.pathname);
+    if (answer !== null) return answer;
+    if (isEndpoint) return new Response("Bad Request: connect with a WebSocket", { status: 400 });
+    return new Response("Not Found", { status: 404 });
+  };
+
   return async (request, info) => {
-    const { pathname } = new URL(request.url);
+    const url = new URL(request.url);
+    const { pathname } = url;
+    if (info.listener !== undefined) {
+      return await dialectListener(request, info, info.listener, url);
+    }
 
     if (pathname === "/ws") {
-      if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+      if (!isUpgrade(request)) {
         return jsonError(426, "upgrade_required", "Connect with a WebSocket", {
           upgrade: "websocket",
         });
       }
-      const origin = request.headers.get("origin");
-      // Browsers always send Origin; other clients may not, and cannot be hijacked by a page.
-      if (
-        config.allowedOrigins !== null && origin !== null && !config.allowedOrigins.includes(origin)
-      ) {
-        return jsonError(403, "forbidden_origin", `Origin "${origin}" is not allowed`);
-      }
-      const ip = config.trustProxy ? forwardedFor(request) ?? info.ip : info.ip;
-      const refusal = deps.admit(ip);
-      if (refusal !== null) {
-        return jsonError(refusal.status, refusal.reason, refusal.message, {
-          "retry-after": String(refusal.retryAfterSeconds),
-        });
-      }
-      const decision = await deps.authorizeUpgrade?.(request) ?? "allow";
-      if (decision !== "allow") deps.release(ip);
-      if (decision === "down") {
-        return jsonError(503, "authorizer_down", "The authorizer is unavailable", {
-          "retry-after": "5",
-        });
-      }
-      if (decision === "deny") {
-        return jsonError(403, "forbidden", "The authorizer refused this connection");
-      }
-      return { upgrade: true, ip };
+      return await upgrade(request, info, undefined, url, pathname);
+    }
+
+    // /compat/NAME/… serves a dialect on the main port, the rest of the path being its own.
+    const compat = /^\/compat\/([a-z0-9-]+)(\/.*)?$/.exec(pathname);
+    if (compat !== null && deps.dialects.has(compat[1])) {
+      const [, name, path = "/"] = compat;
+      if (isUpgrade(request)) return await upgrade(request, info, name, url, path);
+      return await deps.dialectHttp(name, request, path) ??
+        jsonError(426, "upgrade_required", "Connect with a WebSocket", { upgrade: "websocket" });
     }
 
     if (pathname === "/healthz") return json(200, { status: "ok" });
@@ -115,6 +165,10 @@ export function createHttpHandler(deps: HttpDeps): HttpHandler {
     }
     return jsonError(404, "not_found", `No route for ${request.method} ${pathname}`);
   };
+}
+
+function isUpgrade(request: Request): boolean {
+  return request.headers.get("upgrade")?.toLowerCase() === "websocket";
 }
 
 /** The last X-Forwarded-For entry: the address our own proxy saw. */

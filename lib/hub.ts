@@ -18,25 +18,29 @@
 import type { Metrics } from "./metrics.ts";
 import type { ServerFrame } from "./protocol.ts";
 import type { SessionId } from "./registry.ts";
+import type { Origin } from "./router.ts";
 import type { Socket } from "./socket.ts";
 
 /** Delivers frames to the sockets of sessions; each runtime adapter picks an implementation. */
 export interface Hub {
-  /** Registers the socket of a new session. */
-  add(id: SessionId, socket: Socket): void;
+  /** Registers the socket of a new session speaking `dialect` ("native" or a dialect's name). */
+  add(id: SessionId, socket: Socket, dialect: string): void;
   /** Forgets a session's socket; anything still queued for it is dropped. */
   remove(id: SessionId): void;
-  /** Sends one frame to one session, after what was sent to it before. */
+  /** Sends one native frame to one session, after what was sent to it before. */
   send(id: SessionId, frame: ServerFrame): void;
+  /** Sends text already in the session's wire format. */
+  sendText(id: SessionId, text: string): void;
   /**
-   * Sends one frame to a channel's `members` (or its topic's subscribers),
-   * serialized once, but not to `except`, which must be subscribed.
+   * Sends one frame to a channel's `members` (or its topics' subscribers),
+   * encoded once per dialect, but not to `except`, which must be subscribed.
    */
   publish(
     channel: string,
     members: Iterable<SessionId>,
     frame: ServerFrame,
     except?: SessionId,
+    origin?: Origin,
   ): void;
   /** The session starts receiving the channel's publications. */
   subscribe(id: SessionId, channel: string): void;
@@ -57,6 +61,8 @@ export interface HubOptions {
   metrics: Metrics;
   /** Called, in its own task, for a socket whose backlog is over `maxBufferedBytes`. */
   onSlowConsumer(id: SessionId): void;
+  /** Encodes a published frame for a dialect's clients; null: they do not get it. */
+  encode(dialect: string, frame: ServerFrame, origin: Origin | undefined): string | null;
 }
 
 /** A backlog this many times `maxBufferedBytes` marks a slow consumer without a second look. */
@@ -91,6 +97,9 @@ interface Batch {
 interface Outbox {
   readonly id: SessionId;
   readonly socket: Socket;
+  readonly dialect: string;
+  /** Native clients split frames on `\n`; dialect clients get one message per frame. */
+  readonly coalesce: boolean;
   /** What is queued for the next flush. */
   batch: Batch | undefined;
   /** The backlog seen at the last check when it was over the cap; Infinity otherwise. */
@@ -112,6 +121,13 @@ function textOf(batch: Batch): string {
     chain[i].text = text;
   }
   return text!;
+}
+
+/** A batch's frames, oldest first. */
+function framesOf(batch: Batch): string[] {
+  const frames: string[] = [];
+  for (let at: Batch | undefined = batch; at !== undefined; at = at.parent) frames.push(at.last);
+  return frames.reverse();
 }
 
 /** Creates a hub that coalesces each socket's frames per tick into shared batches. */
@@ -148,8 +164,13 @@ export function createHub(options: HubOptions): Hub {
     const { batch } = outbox;
     if (batch === undefined) return;
     outbox.batch = undefined;
-    outbox.socket.send(textOf(batch));
-    metrics.framesOut++;
+    if (outbox.coalesce) {
+      outbox.socket.send(textOf(batch));
+      metrics.framesOut++;
+    } else {
+      for (const text of framesOf(batch)) outbox.socket.send(text);
+      metrics.framesOut += batch.frames;
+    }
     written.add(outbox);
   };
 
@@ -200,8 +221,15 @@ export function createHub(options: HubOptions): Hub {
   };
 
   return {
-    add(id, socket) {
-      outboxes.set(id, { id, socket, batch: undefined, backlogOverCap: Infinity });
+    add(id, socket, dialect) {
+      outboxes.set(id, {
+        id,
+        socket,
+        dialect,
+        coalesce: dialect === "native",
+        batch: undefined,
+        backlogOverCap: Infinity,
+      });
     },
     remove(id) {
       const outbox = outboxes.get(id);
@@ -213,14 +241,29 @@ export function createHub(options: HubOptions): Hub {
       const outbox = outboxes.get(id);
       if (outbox !== undefined) enqueue(outbox, JSON.stringify(frame));
     },
-    publish(_channel, members, frame, except) {
-      let text: string | undefined;
+    sendText(id, text) {
+      const outbox = outboxes.get(id);
+      if (outbox !== undefined) enqueue(outbox, text);
+    },
+    publish(_channel, members, frame, except, origin) {
+      // Encoded once per dialect: members of one dialect hit the one-entry cache.
+      let lastDialect: string | undefined;
+      let lastText: string | null = null;
+      let byDialect: Map<string, string | null> | undefined;
       for (const id of members) {
         if (id === except) continue;
         const outbox = outboxes.get(id);
         if (outbox === undefined) continue;
-        text ??= JSON.stringify(frame);
-        enqueue(outbox, text);
+        if (outbox.dialect !== lastDialect) {
+          byDialect ??= new Map();
+          lastDialect = outbox.dialect;
+          lastText = byDialect.get(lastDialect) ?? null;
+          if (!byDialect.has(lastDialect)) {
+            lastText = options.encode(lastDialect, frame, origin);
+            byDialect.set(lastDialect, lastText);
+          }
+        }
+        if (lastText !== null) enqueue(outbox, lastText);
       }
     },
     // Membership lives in the core's channel map, which `publish` is handed.

@@ -1,8 +1,9 @@
 /**
- * The hub for runtimes with native topics (Bun): a channel is a topic, and
- * a publication is one `publish` call that the runtime fans out in native
- * code, corked per socket. Each frame is serialized once; nothing is
- * iterated per recipient in JavaScript.
+ * The hub for runtimes with native topics (Bun): each channel has one topic
+ * per dialect present in it, and a publication is one `publish` call per
+ * such topic, which the runtime fans out in native code, corked per socket.
+ * Each frame is encoded once per dialect; nothing is iterated per recipient
+ * in JavaScript.
  *
  * Slow consumers are found by a sweep over the sockets' backlogs a few times
  * a second, with the same rule as the coalescing hub: over the cap and not
@@ -15,11 +16,19 @@ import type { SessionId } from "./registry.ts";
 import type { TopicSocket } from "./socket.ts";
 
 /** How often socket backlogs are checked. */
-const BACKLOG_SWEEP_MS = 250;
+const BACKLOG_SWEEP_MS = 100;
 
-/** The topic a channel's native-protocol frames are published on. */
-export function topicOf(channel: string): string {
-  return `native:${channel}`;
+/** The topic a channel's frames for one dialect are published on. */
+export function topicOf(dialect: string, channel: string): string {
+  return `${dialect}:${channel}`;
+}
+
+interface Entry {
+  socket: TopicSocket;
+  dialect: string;
+  /** Its channels, so forgetting it also forgets its share of the topic counts. */
+  channels: Set<string>;
+  backlogOverCap: number;
 }
 
 /** Creates a topic hub over `publish`, the runtime's publish-to-all-subscribers. */
@@ -27,7 +36,9 @@ export function createTopicHub(
   options: HubOptions,
   publish: (topic: string, text: string) => void,
 ): Hub {
-  const sockets = new Map<SessionId, { socket: TopicSocket; backlogOverCap: number }>();
+  const sockets = new Map<SessionId, Entry>();
+  /** Channel → dialect → subscribers, so a publication goes only to topics someone is on. */
+  const dialectsIn = new Map<string, Map<string, number>>();
   const cap = options.maxBufferedBytes;
   const sweep = () => {
     for (const [id, entry] of sockets) {
@@ -39,13 +50,36 @@ export function createTopicHub(
     }
   };
   const timer = setInterval(sweep, BACKLOG_SWEEP_MS);
+  const count = (channel: string, dialect: string, delta: number) => {
+    let counts = dialectsIn.get(channel);
+    if (counts === undefined) dialectsIn.set(channel, counts = new Map());
+    const next = (counts.get(dialect) ?? 0) + delta;
+    if (next > 0) counts.set(dialect, next);
+    else counts.delete(dialect);
+    if (counts.size === 0) dialectsIn.delete(channel);
+  };
+
+  /** Drops a socket and its topic counts (the runtime unsubscribes a closed socket itself). */
+  const forget = (id: SessionId) => {
+    const entry = sockets.get(id);
+    if (entry === undefined) return undefined;
+    sockets.delete(id);
+    for (const channel of entry.channels) count(channel, entry.dialect, -1);
+    return entry;
+  };
 
   return {
-    add(id, socket) {
-      sockets.set(id, { socket: socket as TopicSocket, backlogOverCap: Infinity });
+    add(id, socket, dialect) {
+      const entry = {
+        socket: socket as TopicSocket,
+        dialect,
+        channels: new Set<string>(),
+        backlogOverCap: Infinity,
+      };
+      sockets.set(id, entry);
     },
     remove(id) {
-      sockets.delete(id);
+      forget(id);
     },
     send(id, frame) {
       const entry = sockets.get(id);
@@ -53,23 +87,40 @@ export function createTopicHub(
       entry.socket.send(JSON.stringify(frame));
       options.metrics.framesOut++;
     },
-    publish(channel, _members, frame, except) {
-      const text = JSON.stringify(frame);
-      if (except === undefined) publish(topicOf(channel), text);
-      else sockets.get(except)?.socket.publish(topicOf(channel), text);
-      options.metrics.framesOut++;
-    },
-    subscribe(id, channel) {
-      sockets.get(id)?.socket.subscribe(topicOf(channel));
-    },
-    unsubscribe(id, channel) {
-      sockets.get(id)?.socket.unsubscribe(topicOf(channel));
-    },
-    close(id, code, reason) {
+    sendText(id, text) {
       const entry = sockets.get(id);
       if (entry === undefined) return;
-      sockets.delete(id);
-      entry.socket.close(code, reason);
+      entry.socket.send(text);
+      options.metrics.framesOut++;
+    },
+    publish(channel, _members, frame, except, origin) {
+      const sender = except === undefined ? undefined : sockets.get(except);
+      for (const dialect of dialectsIn.get(channel)?.keys() ?? []) {
+        const text = options.encode(dialect, frame, origin);
+        if (text === null) continue;
+        const topic = topicOf(dialect, channel);
+        // ws.publish skips the socket it is called on; it must be on that topic.
+        if (sender?.dialect === dialect) sender.socket.publish(topic, text);
+        else publish(topic, text);
+      }
+    },
+    subscribe(id, channel) {
+      const entry = sockets.get(id);
+      if (entry === undefined) return;
+      if (entry.channels.has(channel)) return;
+      entry.channels.add(channel);
+      entry.socket.subscribe(topicOf(entry.dialect, channel));
+      count(channel, entry.dialect, +1);
+    },
+    unsubscribe(id, channel) {
+      const entry = sockets.get(id);
+      if (entry === undefined) return;
+      if (!entry.channels.delete(channel)) return;
+      entry.socket.unsubscribe(topicOf(entry.dialect, channel));
+      count(channel, entry.dialect, -1);
+    },
+    close(id, code, reason) {
+      forget(id)?.socket.close(code, reason);
     },
     stop() {
       clearInterval(timer);

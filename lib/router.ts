@@ -23,12 +23,26 @@ import type { Session } from "./session.ts";
 export type Effect =
   /** A frame for the session whose command this is. */
   | { kind: "reply"; frame: ServerFrame }
-  /** A frame for every member of a channel, but `except` when given. */
-  | { kind: "publish"; channel: string; frame: ServerFrame; except?: SessionId }
+  /** Text already in the session's own wire format (dialects). */
+  | { kind: "raw"; text: string }
+  /**
+   * A frame for every member of a channel, but `except` when given; each
+   * member gets it in its own dialect, with `origin` for the sender's.
+   */
+  | { kind: "publish"; channel: string; frame: ServerFrame; except?: SessionId; origin?: Origin }
+  /** Close the session's connection. */
+  | { kind: "close"; code: number; reason: string }
   /** The session now receives what is published to `channel` (runtimes with native topics need this). */
   | { kind: "subscribe"; channel: string }
   /** The session no longer receives what is published to `channel`. */
   | { kind: "unsubscribe"; channel: string };
+
+/** Where a published message came from, for encoders of the sender's own dialect. */
+export interface Origin {
+  readonly dialect: string;
+  /** The sender's frame as it sent it, for dialects that echo extra fields back. */
+  readonly original?: Readonly<Record<string, unknown>>;
+}
 
 /**
  * The commands the router applies. A `refresh` only touches the session's

@@ -31,10 +31,17 @@ export interface Session {
   readonly backlog: InboundFrame[];
   /** Whether a frame of this session is being checked asynchronously. */
   busy: boolean;
+  /** The wire protocol it speaks: "native", or a dialect's name. */
+  readonly dialect: string;
 }
 
 /** Creates the state of a new, anonymous connection. */
-export function createSession(id: SessionId, ip: string, bucket: TokenBucket): Session {
+export function createSession(
+  id: SessionId,
+  ip: string,
+  bucket: TokenBucket,
+  dialect = "native",
+): Session {
   return {
     id,
     ip,
@@ -47,5 +54,6 @@ export function createSession(id: SessionId, ip: string, bucket: TokenBucket): S
     channelFilter: null,
     backlog: [],
     busy: false,
+    dialect,
   };
 }

@@ -32,6 +32,9 @@ Deno.test("config: defaults need no flags and no environment", () => {
       authorizerUrl: null,
       authorizerTimeoutMs: 2000,
       authorizerConcurrency: 64,
+      dialects: new Map(),
+      compatChannel: "lobby",
+      broadcastingKey: null,
     },
   });
 });

@@ -54,7 +54,7 @@ Deno.test("http: with ALLOWED_ORIGINS, an upgrade from another origin is 403", a
   assert.equal(refused.status, 403);
   assert.deepEqual(
     await upgrade("https://chat.example"),
-    { upgrade: true, ip: "127.0.0.1" },
+    { upgrade: true, ip: "127.0.0.1", dialect: undefined, path: "/ws", search: "" },
     "the allowed origin may upgrade",
   );
   const allowed = await openClient(server.wsUrl, { origin: "https://chat.example" });

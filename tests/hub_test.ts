@@ -27,15 +27,20 @@ function fakeSocket() {
 const pong = (ref: number): ServerFrame => ({ type: "pong", ref });
 
 function hubWith(onSlowConsumer: (id: number) => void = () => {}) {
-  return createHub({ maxBufferedBytes: 1000, metrics: createMetrics(), onSlowConsumer });
+  return createHub({
+    maxBufferedBytes: 1000,
+    metrics: createMetrics(),
+    onSlowConsumer,
+    encode: (_dialect, frame) => JSON.stringify(frame),
+  });
 }
 
 Deno.test("hub: everything queued in one tick goes out as one frame per socket, in order", async () => {
   const hub = hubWith();
   const a = fakeSocket();
   const b = fakeSocket();
-  hub.add(1, a.socket);
-  hub.add(2, b.socket);
+  hub.add(1, a.socket, "native");
+  hub.add(2, b.socket, "native");
   const written = a.nextSend();
   hub.send(1, pong(1));
   hub.publish("c", [1, 2], pong(2));
@@ -52,7 +57,7 @@ Deno.test("hub: everything queued in one tick goes out as one frame per socket, 
 Deno.test("hub: a burst to one socket is cut into bounded batches", async () => {
   const hub = hubWith();
   const a = fakeSocket();
-  hub.add(1, a.socket);
+  hub.add(1, a.socket, "native");
   const total = MAX_BATCH_FRAMES * 2 + 10;
   const last = a.nextSend();
   for (let i = 0; i < total; i++) hub.send(1, pong(i));
@@ -72,8 +77,8 @@ Deno.test("hub: closing writes what is queued first; a slow consumer's backlog i
   const hub = hubWith();
   const fine = fakeSocket();
   const slow = fakeSocket();
-  hub.add(1, fine.socket);
-  hub.add(2, slow.socket);
+  hub.add(1, fine.socket, "native");
+  hub.add(2, slow.socket, "native");
   hub.send(1, pong(1));
   hub.close(1, 1000, "bye");
   assert.deepEqual(fine.sent, ['{"type":"pong","ref":1}']);
@@ -94,8 +99,8 @@ Deno.test("hub: a backlog over the cap that does not shrink is a slow consumer; 
   });
   const stuck = fakeSocket();
   const draining = fakeSocket();
-  hub.add(1, stuck.socket);
-  hub.add(2, draining.socket);
+  hub.add(1, stuck.socket, "native");
+  hub.add(2, draining.socket, "native");
   stuck.socket.bufferedAmount = 1500;
   draining.socket.bufferedAmount = 1500;
   const round = async () => {

@@ -8,7 +8,8 @@ import { withTimeout } from "./_helpers.ts";
 /** An app whose message handler has a bug for the frame "boom". */
 function buggyApp(): App {
   return {
-    fetch: (_request, info) => Promise.resolve({ upgrade: true, ip: info.ip }),
+    fetch: (_request, info) =>
+      Promise.resolve({ upgrade: true, ip: info.ip, path: "/ws", search: "" }),
     open(socket) {
       return {
         message(frame) {

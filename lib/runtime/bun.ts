@@ -8,6 +8,7 @@
  */
 import type { App, Connection } from "../app.ts";
 import type { Upgrade } from "../http.ts";
+import { HARD_BACKLOG_FACTOR } from "../hub.ts";
 import { createTopicHub } from "../hub_topics.ts";
 import { CloseCode } from "../protocol.ts";
 import type { TopicSocket } from "../socket.ts";
@@ -55,8 +56,8 @@ interface BunProcess {
 const bun = () => (globalThis as unknown as { Bun: BunGlobal }).Bun;
 const bunProcess = () => (globalThis as unknown as { process: BunProcess }).process;
 
-/** The server the topic hub publishes through, set once `Bun.serve` returns. */
-let current: BunServer | undefined;
+/** Every listener: Bun's topics are per server, so a publication goes through each. */
+const servers = new Set<BunServer>();
 
 /** Serves `app` with `Bun.serve`. */
 export function serveBun(app: App, options: ServeOptions): RunningServer {
@@ -65,7 +66,10 @@ export function serveBun(app: App, options: ServeOptions): RunningServer {
     port: options.port,
     hostname: options.hostname,
     async fetch(request: Request, server: BunServer) {
-      const answer = await app.fetch(request, { ip: server.requestIP(request)?.address ?? "" });
+      const answer = await app.fetch(request, {
+        ip: server.requestIP(request)?.address ?? "",
+        listener: options.listener,
+      });
       if (answer instanceof Response) return answer;
       if (server.upgrade(request, { data: { upgrade: answer } })) return undefined;
       app.abandon(answer);
@@ -77,8 +81,9 @@ export function serveBun(app: App, options: ServeOptions): RunningServer {
       maxPayloadLength: limits.maxMessageBytes,
       idleTimeout: options.pingTimeout,
       sendPings: options.pingTimeout > 0,
-      // The topic hub closes slow consumers; this only caps what one can hold meanwhile.
-      backpressureLimit: limits.maxBufferedBytes * 8,
+      // The topic hub closes slow consumers; this only caps what one can hold meanwhile
+      // (above the hub's own hard limit, so that one can still be seen).
+      backpressureLimit: limits.maxBufferedBytes * HARD_BACKLOG_FACTOR * 2,
       closeOnBackpressureLimit: false,
       perMessageDeflate: false,
       open: guard(app, (ws) => {
@@ -96,14 +101,18 @@ export function serveBun(app: App, options: ServeOptions): RunningServer {
       }),
     },
   });
-  current = server;
-  options.signal?.addEventListener("abort", () => server.stop(true));
+  servers.add(server);
+  options.signal?.addEventListener("abort", () => {
+    servers.delete(server);
+    server.stop(true);
+  });
   let finish: () => void;
   const finished = new Promise<void>((resolve) => finish = resolve);
   return {
     hostname: server.hostname,
     port: server.port,
     async shutdown() {
+      servers.delete(server);
       await server.stop(false);
       finish();
     },
@@ -155,7 +164,10 @@ export const bunRuntime: Runtime = {
   serve(app, options) {
     return serveBun(app, options);
   },
-  hub: (options) => createTopicHub(options, (topic, text) => void current?.publish(topic, text)),
+  hub: (options) =>
+    createTopicHub(options, (topic, text) => {
+      for (const server of servers) server.publish(topic, text);
+    }),
   residentBytes: () => bunProcess().memoryUsage.rss(),
   onShutdownSignal(handler) {
     let called = false;

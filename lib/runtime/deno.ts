@@ -19,7 +19,10 @@ const RELISTEN_GIVE_UP_MS = 60_000;
 /** Serves `app` with `Deno.serve`; recovers the listener when accepting fails. */
 export function serveDeno(app: App, options: ServeOptions): RunningServer {
   const handler = async (request: Request, info: Deno.ServeHandlerInfo) => {
-    const answer = await app.fetch(request, { ip: (info.remoteAddr as Deno.NetAddr).hostname });
+    const answer = await app.fetch(request, {
+      ip: (info.remoteAddr as Deno.NetAddr).hostname,
+      listener: options.listener,
+    });
     if (answer instanceof Response) return answer;
     let upgraded;
     try {

@@ -15,6 +15,8 @@ export interface ServeOptions {
   pingTimeout: number;
   /** Limits a runtime can enforce natively, while reading (Bun). */
   limits?: { maxMessageBytes: number; maxBufferedBytes: number };
+  /** For a dialect's own listener (`--dialect NAME=PORT`), the dialect's name. */
+  listener?: string;
   /** Aborting it stops the server. */
   signal?: AbortSignal;
 }

@@ -213,7 +213,15 @@ Deno.test(`behaviour (${TARGET}): a slow consumer is closed with 1013; the other
         received++;
       }
     }
-    assert.ok(slowLeft, "the slow consumer was dropped and its channel told");
+    // Runtimes notice a stuck reader at their own pace (Bun sweeps backlogs a few times a second).
+    if (!slowLeft) {
+      const left = await withTimeout(
+        fast.nextOf("presence"),
+        "the slow consumer to be dropped",
+        10_000,
+      );
+      assert.deepEqual([left.event, left.name], ["leave", "slow"]);
+    }
     assert.equal(await withTimeout(slow.readClose(), "the 1013 close", 10_000), 1013);
   });
 });
