@@ -53,9 +53,9 @@ export function isMember(channels: Channels, channel: string, session: SessionId
   return channels.members.get(channel)?.has(session) ?? false;
 }
 
-/** The names of a channel's members, in join order. */
+/** The names of a channel's named members, in join order (nameless dialect listeners are left out). */
 export function memberNames(channels: Channels, channel: string): string[] {
-  return [...(channels.members.get(channel)?.values() ?? [])];
+  return [...(channels.members.get(channel)?.values() ?? [])].filter((name) => name !== "");
 }
 
 /** The sessions in a channel; empty when the channel does not exist. */

@@ -169,31 +169,60 @@ function join(
       return [error("channel_full", message, ref)];
     }
   }
-  const effects: Effect[] = [];
   // Joining twice is answered again but announced once.
-  if (joinChannel(core.channels, channel, session.id, name)) {
-    session.channels.add(channel);
-    effects.push({ kind: "subscribe", channel }, {
-      kind: "publish",
-      channel,
-      frame: { type: "presence", channel, event: "join", name },
-      except: session.id,
-    });
-  }
+  const effects = enterChannel(core.channels, session, name, channel);
   effects.push(
     reply({ type: "joined", channel, members: memberNames(core.channels, channel), ref }),
   );
   return effects;
 }
 
-function leave(core: Core, session: Session, channel: string): Effect[] {
+/**
+ * Puts a session in a channel: membership, the subscription, and a presence
+ * join for the others (none for a nameless member). Nothing when it is a
+ * member already. Dialects use it too, so every protocol joins the same way.
+ */
+export function enterChannel(
+  channels: Channels,
+  session: Session,
+  name: string,
+  channel: string,
+): Effect[] {
+  if (!joinChannel(channels, channel, session.id, name)) return [];
+  session.channels.add(channel);
+  const effects: Effect[] = [{ kind: "subscribe", channel }];
+  if (name !== "") {
+    effects.push({
+      kind: "publish",
+      channel,
+      frame: { type: "presence", channel, event: "join", name },
+      except: session.id,
+    });
+  }
+  return effects;
+}
+
+/**
+ * Takes a session out of a channel: membership, the subscription, and a
+ * presence leave for those left (none for a nameless member).
+ */
+export function exitChannel(channels: Channels, session: Session, channel: string): Effect[] {
   session.channels.delete(channel);
-  if (!leaveChannel(core.channels, channel, session.id) || session.name === null) return [];
-  return [{ kind: "unsubscribe", channel }, {
-    kind: "publish",
-    channel,
-    frame: { type: "presence", channel, event: "leave", name: session.name },
-  }];
+  const name = channels.members.get(channel)?.get(session.id);
+  if (!leaveChannel(channels, channel, session.id)) return [];
+  const effects: Effect[] = [{ kind: "unsubscribe", channel }];
+  if (name) {
+    effects.push({
+      kind: "publish",
+      channel,
+      frame: { type: "presence", channel, event: "leave", name },
+    });
+  }
+  return effects;
+}
+
+function leave(core: Core, session: Session, channel: string): Effect[] {
+  return exitChannel(core.channels, session, channel);
 }
 
 function leaveAll(core: Core, session: Session): Effect[] {

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { type App, createApp } from "../lib/app.ts";
 import { type Clock, systemClock } from "../lib/clock.ts";
 import { type Config, parseConfig } from "../lib/config.ts";
+import type { Dialect } from "../lib/dialect.ts";
 import { serveDeno } from "../lib/runtime/deno.ts";
 
 /** The configuration tests start from. */
@@ -36,10 +37,14 @@ export interface TestServer extends AsyncDisposable {
 /** Starts a server on a free port with `TEST_CONFIG` plus `overrides`. */
 export function startServer(
   overrides: Partial<Config> = {},
-  deps: { clock?: Clock } = {},
+  deps: { clock?: Clock; dialects?: readonly Dialect[] } = {},
 ): TestServer {
   const config = { ...TEST_CONFIG, ...overrides };
-  const app = createApp(config, { clock: deps.clock ?? systemClock, version: "test" });
+  const app = createApp(config, {
+    clock: deps.clock ?? systemClock,
+    version: "test",
+    dialects: deps.dialects,
+  });
   const abort = new AbortController();
   const server = serveDeno(app, {
     port: 0,
