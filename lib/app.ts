@@ -222,6 +222,7 @@ export function createApp(config: Config, deps: AppDeps): App {
     awaitingLogin.delete(id);
     lastActive.delete(id);
     dialectStates.delete(id);
+    sessionsByDialect.get(session.dialect)?.delete(id);
     admission.closed(session.ip);
     if (!shuttingDown) run(disconnect(core, session), id);
   };
@@ -301,7 +302,12 @@ export function createApp(config: Config, deps: AppDeps): App {
     session.busy = true;
     result.then(
       (effects) => {
-        if (!sessions.has(session.id)) return;
+        if (!sessions.has(session.id)) {
+          // It closed while we waited: undo whatever the dialect did to the core meanwhile
+          // (joined a channel, claimed a name), without telling anyone of it.
+          disconnect(core, session);
+          return;
+        }
         session.busy = false;
         run(effects, session.id);
         drain(session);

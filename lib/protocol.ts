@@ -125,6 +125,10 @@ export const CloseCode = {
   Normal: 1000,
   /** The server is shutting down for good. */
   GoingAway: 1001,
+  /** A kind of frame this protocol does not take (dialects: binary). */
+  UnsupportedData: 1003,
+  /** A dialect client broke its protocol's rules (wrong order, missing fields, …). */
+  PolicyViolation: 1008,
   /** A frame larger than `--max-message-bytes`. */
   MessageTooBig: 1009,
   /** A bug on the server; the process lives on, this socket is closed. */
@@ -139,6 +143,8 @@ export const CloseCode = {
   IdleTimeout: 4410,
   /** The client kept sending after `rate_limited` errors. */
   TooManyRequests: 4429,
+  /** The name asked for is held by someone else (dialects whose originals close on it). */
+  Conflict: 4409,
   /** The token expired, or logins kept failing: get a fresh token, then reconnect. */
   Unauthorized: 4401,
   /** An operator removed this user (POST /api/disconnect). */
@@ -149,12 +155,15 @@ export const CloseCode = {
 export const CLOSE_CODE_MEANINGS: Record<CloseCode, string> = {
   1000: "Normal closure",
   1001: "The server is going away for good",
+  1003: "A dialect client sent a kind of frame its protocol does not take",
+  1008: "A dialect client broke its protocol's rules; the reason says which",
   1009: "A message was larger than `--max-message-bytes`; do not resend it",
   1011: "A server bug hit this connection; reconnect",
   1012: "The server is restarting; reconnect with back-off",
   1013: "Overloaded, or this client read too slowly; reconnect later",
   4408: "No login within `--login-timeout`; reconnect when the user is ready to log in",
   4410: "Logged in but silent for `--idle-timeout`; reconnect when the user is back",
+  4409: "A dialect client asked for a name someone else holds",
   4429: "Kept flooding after `rate_limited` errors; reconnect later, and slower",
   4401: "The token expired, or 5 logins in a row failed; get a fresh token before reconnecting",
   4403: "Removed by an operator; do not reconnect by yourself",

@@ -5,6 +5,9 @@
  * @module
  */
 import type { Dialect } from "../dialect.ts";
+import { channelPath } from "./channel_path.ts";
+import { garinchat } from "./garinchat.ts";
+import { wsify } from "./wsify.ts";
 
 /** The dialects, by the name used in `--dialect NAME=PORT` and `/compat/NAME/`. */
-export const DIALECTS: readonly Dialect[] = [];
+export const DIALECTS: readonly Dialect[] = [channelPath, wsify, garinchat] as Dialect[];

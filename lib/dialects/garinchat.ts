@@ -1,0 +1,351 @@
+/**
+ * The GarinChat dialect (qerplunk/GarinChat-Server): a client sends a JWT
+ * (`auth`), then joins one room under a username (`join`), then sends
+ * `message`s that reach the rest of the room; everyone in the room hears
+ * of joins and departures with the room's head count. A room is a core
+ * channel, so native clients and other dialects share it.
+ *
+ * @example
+ * ```sh
+ * deno task start --dialect garinchat=8080 --jwt-secret "$JWT_DECODE_SECRET"
+ * ```
+ *
+ * @module
+ */
+import { createHash } from "node:crypto";
+import * as jose from "jose";
+import { memberCount } from "../channels.ts";
+import type { Dialect, DialectContext, DialectResult } from "../dialect.ts";
+import { CHANNEL_PATTERN, CloseCode, type MessageFrame } from "../protocol.ts";
+import { claimName, releaseName, type SessionId } from "../registry.ts";
+import { type Effect, enterChannel, exitChannel } from "../router.ts";
+import type { Session } from "../session.ts";
+import { exceedsUtf8Bytes } from "../utf8.ts";
+
+/** The dialect's name in flags, paths and origins. */
+const NAME = "garinchat";
+
+/** How long a new connection has to authenticate. */
+export const AUTH_TIMEOUT_MS = 2000;
+
+/** How long an authenticated connection has to join a room. */
+export const JOIN_TIMEOUT_MS = 2000;
+
+/** The rate limit: this many frames per window, or the connection is closed. */
+export const RATE_LIMIT_FRAMES = 1;
+
+/** The rate limit's window; a new one starts with the first frame after it ends. */
+export const RATE_WINDOW_MS = 1000;
+
+/** The shortest username and room, in UTF-8 bytes. */
+export const MIN_NAME_BYTES = 3;
+
+/** The only algorithms the original's JWT_DECODE_SECRET can verify. */
+const HMAC_ALGORITHMS = ["HS256", "HS384", "HS512"];
+
+/** Where a connection is in GarinChat's auth → join → chat sequence. */
+export type Phase = "auth" | "join" | "room" | "left";
+
+/** One GarinChat connection. */
+export interface GarinChatState {
+  phase: Phase;
+  /** When the running deadline started: the connect for `auth`, the auth for `join`. */
+  since: number;
+  /** The username and core channel, once joined. */
+  username: string;
+  channel: string;
+  /** The rate limit's current window and the frames counted in it. */
+  windowStart: number;
+  windowFrames: number;
+}
+
+/** The fields GarinChat reads from a frame; absent or `null` ones are "". */
+interface Fields {
+  type: string;
+  body: string;
+  username: string;
+  room: string;
+}
+
+/** A parsed frame, or why it breaks the protocol. */
+type Parsed =
+  | { ok: true; fields: Fields; original: Record<string, unknown> }
+  | { ok: false; reason: string };
+
+/** What GarinChat sends; empty fields are left out, like Go's `omitempty`. */
+interface OutFrame {
+  type: "join" | "message" | "userleave";
+  body?: string;
+  username?: string;
+  totalUsers?: number;
+}
+
+/**
+ * The core channel a GarinChat room is: the room itself when it is a valid
+ * channel name (so native clients can join it by name), otherwise
+ * `garinchat:` and the unpadded base64url SHA-256 of its UTF-8 bytes.
+ */
+export function roomChannel(room: string): string {
+  if (CHANNEL_PATTERN.test(room)) return room;
+  return `${NAME}:${createHash("sha256").update(room).digest("base64url")}`;
+}
+
+/** The GarinChat dialect. */
+export const garinchat: Dialect<GarinChatState> = {
+  name: NAME,
+  // The original has no default (PORT is required); its README runs it on 8080.
+  defaultPort: 8080,
+  path: null,
+
+  open(ctx) {
+    const now = ctx.now();
+    return {
+      state: {
+        phase: "auth",
+        since: now,
+        username: "",
+        channel: "",
+        windowStart: now,
+        windowFrames: 0,
+      },
+      effects: [],
+    };
+  },
+
+  receive(ctx, session, state, text) {
+    const now = ctx.now();
+    const late = overdue(state, now);
+    if (late !== null) return late;
+    if (!countFrame(state, now)) return [close(CloseCode.TooManyRequests, "Rate limit exceeded")];
+    const parsed = parseFrame(text);
+    if (!parsed.ok) return violation(parsed.reason);
+    const { fields, original } = parsed;
+    switch (fields.type) {
+      case "auth":
+        return authenticate(ctx, state, fields.body);
+      case "join":
+        return join(ctx, session, state, fields, now);
+      case "message":
+        return message(ctx, session, state, fields.body, original);
+      case "userleave":
+        return leave(ctx, session, state);
+      default:
+        return violation(fields.type === "" ? 'Missing "type"' : "Unknown type");
+    }
+  },
+
+  receiveBinary(ctx, _session, state) {
+    // The core does not hand over the bytes, so a binary frame cannot be read as JSON.
+    const now = ctx.now();
+    if (!countFrame(state, now)) return [close(CloseCode.TooManyRequests, "Rate limit exceeded")];
+    return [close(CloseCode.UnsupportedData, "Binary frames are not supported")];
+  },
+
+  tick(ctx, sessions) {
+    const now = ctx.now();
+    const due: [SessionId, Effect[]][] = [];
+    for (const [session, state] of sessions) {
+      // The app may still list sessions that have ended (and lost their state).
+      if (ctx.sessions.get(session.id) !== session) continue;
+      const late = overdue(state, now);
+      if (late !== null) due.push([session.id, late]);
+    }
+    return due;
+  },
+
+  encode(frame, _origin, ctx) {
+    switch (frame.type) {
+      case "message":
+        return encodeFrame({ type: "message", body: frame.text, username: frame.from });
+      case "presence":
+        return encodeFrame({
+          type: frame.event === "join" ? "join" : "userleave",
+          username: frame.name,
+          totalUsers: ctx.memberCount(frame.channel),
+        });
+      default:
+        return null;
+    }
+  },
+};
+
+/** `auth`: verifies the token; the connection then has `JOIN_TIMEOUT_MS` to join. */
+function authenticate(ctx: DialectContext, state: GarinChatState, token: string): DialectResult {
+  if (state.phase !== "auth") return violation("Already authenticated");
+  const secret = ctx.config.jwtSecret;
+  if (secret === null) return [close(CloseCode.Unauthorized, "No JWT secret is configured")];
+  if (token === "") return [close(CloseCode.Unauthorized, "Missing token")];
+  return verify(token, secret, ctx.now()).then((valid) => {
+    const now = ctx.now();
+    // The token must be accepted, not merely sent, within the auth deadline.
+    const late = overdue(state, now);
+    if (late !== null) return late;
+    if (!valid) return [close(CloseCode.Unauthorized, "Invalid token")];
+    state.phase = "join";
+    state.since = now;
+    resetWindow(state, now);
+    return [];
+  });
+}
+
+/** Whether `token` is an HS256/384/512 JWT signed with `secret` whose `exp`/`nbf` (if any) hold. */
+async function verify(token: string, secret: string, now: number): Promise<boolean> {
+  try {
+    await jose.jwtVerify(token, new TextEncoder().encode(secret), {
+      algorithms: HMAC_ALGORITHMS,
+      currentDate: new Date(now),
+    });
+    return true;
+  } catch (error) {
+    if (error instanceof jose.errors.JOSEError) return false;
+    throw error;
+  }
+}
+
+/** `join`: claims the username, enters the room's channel and announces it to all, joiner included. */
+function join(
+  ctx: DialectContext,
+  session: Session,
+  state: GarinChatState,
+  fields: Fields,
+  now: number,
+): Effect[] {
+  if (state.phase === "auth") return violation("Authenticate first");
+  if (state.phase !== "join") return violation("Already joined");
+  const { username, room } = fields;
+  if (
+    !exceedsUtf8Bytes(username, MIN_NAME_BYTES - 1) || !exceedsUtf8Bytes(room, MIN_NAME_BYTES - 1)
+  ) {
+    return violation(`Username and room need at least ${MIN_NAME_BYTES} bytes`);
+  }
+  const channel = roomChannel(room);
+  if (memberCount(ctx.channels, channel) >= ctx.config.maxChannelMembers) {
+    return [close(CloseCode.TryAgainLater, "Room is full")];
+  }
+  // One registry for every protocol, so nobody chats under a name someone else holds.
+  if (!claimName(ctx.registry, username, session.id)) {
+    return [close(CloseCode.Conflict, "Username is taken")];
+  }
+  session.name = username;
+  state.phase = "room";
+  state.username = username;
+  state.channel = channel;
+  resetWindow(state, now);
+  const effects = enterChannel(ctx.channels, session, username, channel);
+  // The presence goes to the others; the joiner hears of itself here.
+  const totalUsers = memberCount(ctx.channels, channel);
+  effects.push({ kind: "raw", text: encodeFrame({ type: "join", username, totalUsers }) });
+  return effects;
+}
+
+/** `message`: to everyone in the room but the sender; an empty body is ignored. */
+function message(
+  ctx: DialectContext,
+  session: Session,
+  state: GarinChatState,
+  body: string,
+  original: Record<string, unknown>,
+): Effect[] {
+  if (state.phase === "left") return violation("Not in a room");
+  if (state.phase !== "room") return violation("Join a room first");
+  if (body === "") return [];
+  const max = ctx.config.maxTextLength;
+  if (body.length > max) return [close(CloseCode.MessageTooBig, `Message over ${max} characters`)];
+  const frame: MessageFrame = {
+    type: "message",
+    channel: state.channel,
+    from: state.username,
+    text: body,
+    id: ctx.messageId(),
+    ts: new Date(ctx.now()).toISOString(),
+  };
+  return [{
+    kind: "publish",
+    channel: state.channel,
+    frame,
+    except: session.id,
+    origin: { dialect: NAME, original },
+  }];
+}
+
+/** `userleave`: leaves the room and frees the username; the socket stays open. */
+function leave(ctx: DialectContext, session: Session, state: GarinChatState): Effect[] {
+  // Outside a room the original only logs it.
+  if (state.phase !== "room") return [];
+  state.phase = "left";
+  const effects = exitChannel(ctx.channels, session, state.channel);
+  releaseName(ctx.registry, session.id);
+  session.name = null;
+  return effects;
+}
+
+/** The close for a missed auth or join deadline, or null. */
+function overdue(state: GarinChatState, now: number): Effect[] | null {
+  if (state.phase === "auth" && now - state.since >= AUTH_TIMEOUT_MS) {
+    return [close(CloseCode.LoginTimeout, "Auth timeout")];
+  }
+  if (state.phase === "join" && now - state.since >= JOIN_TIMEOUT_MS) {
+    return [close(CloseCode.LoginTimeout, "Join timeout")];
+  }
+  return null;
+}
+
+/** Counts a frame against the rate limit; false when it is one too many. */
+function countFrame(state: GarinChatState, now: number): boolean {
+  if (now - state.windowStart > RATE_WINDOW_MS) resetWindow(state, now);
+  return ++state.windowFrames <= RATE_LIMIT_FRAMES;
+}
+
+/** Starts a fresh rate-limit window, so the auth and join frames do not count against chat. */
+function resetWindow(state: GarinChatState, now: number): void {
+  state.windowStart = now;
+  state.windowFrames = 0;
+}
+
+/**
+ * Reads a frame as Go's `json.Unmarshal` into the original's struct does:
+ * key names match case-insensitively (the last match wins), other keys are
+ * ignored, `null` leaves a field empty, any other non-string value is an error.
+ */
+function parseFrame(text: string): Parsed {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return { ok: false, reason: "Invalid JSON" };
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    return { ok: false, reason: "Expected a JSON object" };
+  }
+  const fields: Fields = { type: "", body: "", username: "", room: "" };
+  for (const [key, field] of Object.entries(value)) {
+    const name = foldKey(key);
+    if (!Object.hasOwn(fields, name) || field === null) continue;
+    if (typeof field !== "string") return { ok: false, reason: `Field "${name}" must be a string` };
+    fields[name as keyof Fields] = field;
+  }
+  return { ok: true, fields, original: value as Record<string, unknown> };
+}
+
+/** A key folded as Go matches struct fields: case-insensitively, `ſ` being an `s`. */
+function foldKey(key: string): string {
+  return key.toLowerCase().replaceAll("ſ", "s");
+}
+
+/** A GarinChat frame: keys in the order `type, body, username, totalUsers`, empty ones left out. */
+function encodeFrame(frame: OutFrame): string {
+  const out: Record<string, unknown> = { type: frame.type };
+  if (frame.body) out.body = frame.body;
+  if (frame.username) out.username = frame.username;
+  if (frame.totalUsers) out.totalUsers = frame.totalUsers;
+  return JSON.stringify(out);
+}
+
+/** A protocol violation: the original drops the connection, we close it with a reason. */
+function violation(reason: string): Effect[] {
+  return [close(CloseCode.PolicyViolation, reason)];
+}
+
+function close(code: number, reason: string): Effect {
+  return { kind: "close", code, reason };
+}

@@ -1,0 +1,227 @@
+/**
+ * The wsify dialect: the protocol of customr/wsify (seed 002), a fork of
+ * alash3al/wsify. Nameless clients join, leave and broadcast to channels
+ * with `{"command","args"}`; they receive only the content. An optional
+ * authorizer webhook vets each message, and `POST /broadcast?key=` lets a
+ * backend publish. See `docs/dialects/wsify.md`.
+ *
+ * @module
+ */
+import { Buffer } from "node:buffer";
+import { createHash } from "node:crypto";
+import { memberCount } from "../channels.ts";
+import type { Dialect, DialectContext } from "../dialect.ts";
+import { readBody } from "../http_util.ts";
+import { CloseCode } from "../protocol.ts";
+import { type Effect, enterChannel, exitChannel } from "../router.ts";
+import type { Session } from "../session.ts";
+
+const NAME = "wsify";
+
+/** How often the fork sends its text ping. */
+export const PING_MS = 30_000;
+
+/** What the fork sends every `PING_MS`. */
+const PING = JSON.stringify({ type: "ping" });
+
+/** When a connection's next ping is due. */
+export interface WsifyState {
+  pingAt: number;
+}
+
+/** One client message as wsify's Go struct decodes it. */
+interface Message {
+  command: string;
+  args: Record<string, unknown> | null;
+}
+
+/**
+ * The core channel of a wsify channel: `wsify:` + the name when it is 1–58
+ * of `A-Z a-z 0-9 _ . -`; else `wsify::` + its UTF-8 in base64url when that
+ * fits 64 characters; else `wsify:::` + the base64url SHA-256 of it. The
+ * colons tell the forms apart, so distinct names never share a channel (but
+ * for a SHA-256 collision), and wsify's nameless listeners stay out of
+ * native channels unless a native user joins a `wsify:` one.
+ */
+export function wsifyChannel(name: string): string {
+  if (/^[A-Za-z0-9_.-]{1,58}$/.test(name)) return `wsify:${name}`;
+  const encoded = Buffer.from(name, "utf8").toString("base64url");
+  if (encoded.length <= 57) return `wsify::${encoded}`;
+  return `wsify:::${createHash("sha256").update(name, "utf8").digest("base64url")}`;
+}
+
+/** The wsify dialect. */
+export const wsify: Dialect<WsifyState> = {
+  name: NAME,
+  defaultPort: 3000,
+  path: "/ws",
+
+  open(ctx) {
+    return { state: { pingAt: ctx.now() + PING_MS }, effects: [] }; // nothing is sent on open
+  },
+
+  receive(ctx, session, _state, text) {
+    const message = parseMessage(text);
+    if (message === "invalid") {
+      return [{ kind: "close", code: CloseCode.Normal, reason: "Invalid message" }];
+    }
+    const { authorizer } = ctx;
+    if (authorizer === null) return apply(ctx, session, message);
+    return authorizer.decide(message).then((decision): Effect[] => {
+      // Closed while we waited: acting now would leave a ghost member behind.
+      if (!ctx.sessions.has(session.id)) return [];
+      if (decision === "allow") return apply(ctx, session, message);
+      if (decision === "deny") return []; // dropped silently: wsify has no error frames
+      return [{ kind: "close", code: CloseCode.TryAgainLater, reason: "Authorizer unavailable" }];
+    });
+  },
+
+  tick(ctx, sessions) {
+    const now = ctx.now();
+    const due: [number, Effect[]][] = [];
+    for (const [session, state] of sessions) {
+      // The app may still hand us ended sessions.
+      if (!ctx.sessions.has(session.id) || state === undefined || now < state.pingAt) continue;
+      state.pingAt += PING_MS;
+      if (state.pingAt <= now) state.pingAt = now + PING_MS; // skip missed pings
+      due.push([session.id, [{ kind: "raw", text: PING }]]);
+    }
+    return due;
+  },
+
+  encode(frame, origin) {
+    if (frame.type !== "message") return null; // no presence, acks or envelopes, ever
+    // Only the content; a message from another protocol has its text as content.
+    if (origin?.dialect === NAME) return JSON.stringify(origin.original?.content ?? null);
+    return JSON.stringify(frame.text);
+  },
+
+  async http(ctx, request, path, publish) {
+    if (path === "/ws") {
+      return request.method === "GET"
+        ? new Response("Bad Request: connect with a WebSocket", { status: 400 })
+        : new Response("Method Not Allowed", { status: 405, headers: { allow: "GET" } });
+    }
+    if (path !== "/broadcast") return null;
+    if (request.method !== "POST") {
+      return new Response("Method Not Allowed", { status: 405, headers: { allow: "POST" } });
+    }
+    const key = new URL(request.url).searchParams.get("key");
+    const expected = ctx.config.broadcastingKey;
+    if (expected === null || key === null || !sameKey(key, expected)) {
+      return new Response("Forbidden: wrong or missing key", { status: 403 });
+    }
+    if (!isJson(request.headers.get("content-type"))) {
+      return new Response("Unsupported Media Type: send application/json", { status: 415 });
+    }
+    const text = await readBody(request, ctx.config.maxMessageBytes);
+    if (text === null) return new Response("Content Too Large", { status: 413 });
+    const body = parseObject(text);
+    const channel = body === null ? null : field(body, "channel") ?? ""; // null is Go's ""
+    if (typeof channel !== "string") {
+      return new Response('Bad Request: expected {"channel","content"}', { status: 400 });
+    }
+    const name = channel.trim();
+    if (name !== "") publish([broadcast(ctx, wsifyChannel(name), field(body!, "content"))]);
+    return new Response(null, { status: 201 });
+  },
+};
+
+/** Runs one allowed message; anything it cannot act on is ignored, as in the original. */
+function apply(ctx: DialectContext, session: Session, { command, args }: Message): Effect[] {
+  const name = typeof args?.channel === "string" ? args.channel.trim() : "";
+  if (name === "") return [];
+  const channel = wsifyChannel(name);
+  switch (command) {
+    case "join":
+      return join(ctx, session, channel);
+    case "leave":
+      return exitChannel(ctx.channels, session, channel); // nothing when not joined
+    case "broadcast":
+      return [broadcast(ctx, channel, args!.content)];
+  }
+  return [];
+}
+
+/** Joins nameless, within the core's limits (over them: ignored, as wsify has no errors). */
+function join(ctx: DialectContext, session: Session, channel: string): Effect[] {
+  const { maxChannelsPerConnection, maxChannelMembers } = ctx.config;
+  if (
+    !session.channels.has(channel) &&
+    (session.channels.size >= maxChannelsPerConnection ||
+      memberCount(ctx.channels, channel) >= maxChannelMembers)
+  ) return [];
+  return enterChannel(ctx.channels, session, "", channel);
+}
+
+/** Publishes `content` to a channel; native members get its text (strings as they are). */
+function broadcast(ctx: DialectContext, channel: string, content: unknown): Effect {
+  content ??= null; // a missing content is Go's nil: `null`
+  return {
+    kind: "publish",
+    channel,
+    frame: {
+      type: "message",
+      channel,
+      from: "",
+      text: typeof content === "string" ? content : JSON.stringify(content),
+      id: ctx.messageId(),
+      ts: new Date(ctx.now()).toISOString(),
+    },
+    origin: { dialect: NAME, original: { content } },
+  };
+}
+
+/**
+ * A frame as Go's `json.Unmarshal` into wsify's message struct sees it:
+ * "invalid" where it fails (bad JSON, not an object, a `command` that is
+ * not a string, `args` that is not an object); `null` decodes to nothing.
+ */
+function parseMessage(text: string): Message | "invalid" {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return "invalid";
+  }
+  if (value === null) return { command: "", args: null };
+  if (!isObject(value)) return "invalid";
+  const command = field(value, "command") ?? "";
+  const args = field(value, "args") ?? null;
+  if (typeof command !== "string" || (args !== null && !isObject(args))) return "invalid";
+  return { command, args };
+}
+
+/** A struct field as Go's decoder finds it: keys match case-insensitively, the last one wins. */
+function field(object: Record<string, unknown>, name: string): unknown {
+  let found: unknown;
+  for (const key in object) if (key.toLowerCase() === name) found = object[key];
+  return found;
+}
+
+function parseObject(text: string): Record<string, unknown> | null {
+  try {
+    const value = JSON.parse(text);
+    return isObject(value) ? value : null;
+  } catch {
+    return null;
+  }
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** `application/json`, with parameters such as a charset or not. */
+function isJson(contentType: string | null): boolean {
+  return /^application\/json\s*(;|$)/i.test(contentType?.trim() ?? "");
+}
+
+/** Compares keys in time that does not depend on where they differ, so it leaks no prefix. */
+function sameKey(given: string, expected: string): boolean {
+  const a = new TextEncoder().encode(given);
+  const b = new TextEncoder().encode(expected);
+  let difference = a.length ^ b.length;
+  for (let i = 0; i < b.length; i++) difference |= (a[i] ?? 0) ^ b[i];
+  return difference === 0;
+}
