@@ -7,7 +7,15 @@
 import type { Dialect } from "../dialect.ts";
 import { channelPath } from "./channel_path.ts";
 import { garinchat } from "./garinchat.ts";
+import { loginChat } from "./login_chat.ts";
+import { wschat } from "./wschat.ts";
 import { wsify } from "./wsify.ts";
 
 /** The dialects, by the name used in `--dialect NAME=PORT` and `/compat/NAME/`. */
-export const DIALECTS: readonly Dialect[] = [channelPath, wsify, garinchat] as Dialect[];
+export const DIALECTS: readonly Dialect[] = [
+  wschat,
+  channelPath,
+  wsify,
+  garinchat,
+  loginChat,
+] as Dialect[];

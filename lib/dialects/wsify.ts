@@ -12,7 +12,7 @@ import { createHash } from "node:crypto";
 import { memberCount } from "../channels.ts";
 import type { Dialect, DialectContext } from "../dialect.ts";
 import { readBody } from "../http_util.ts";
-import { CloseCode } from "../protocol.ts";
+import { CHANNEL_PATTERN, CloseCode } from "../protocol.ts";
 import { type Effect, enterChannel, exitChannel } from "../router.ts";
 import type { Session } from "../session.ts";
 
@@ -36,15 +36,12 @@ interface Message {
 }
 
 /**
- * The core channel of a wsify channel: `wsify:` + the name when it is 1–58
- * of `A-Z a-z 0-9 _ . -`; else `wsify::` + its UTF-8 in base64url when that
- * fits 64 characters; else `wsify:::` + the base64url SHA-256 of it. The
- * colons tell the forms apart, so distinct names never share a channel (but
- * for a SHA-256 collision), and wsify's nameless listeners stay out of
- * native channels unless a native user joins a `wsify:` one.
+ * The core channel a wsify channel is. A name that is already a valid core
+ * channel name is that channel, so wsify, native and other clients in
+ * `lobby` share it; any other name is encoded (or hashed when long).
  */
 export function wsifyChannel(name: string): string {
-  if (/^[A-Za-z0-9_.-]{1,58}$/.test(name)) return `wsify:${name}`;
+  if (CHANNEL_PATTERN.test(name)) return name;
   const encoded = Buffer.from(name, "utf8").toString("base64url");
   if (encoded.length <= 57) return `wsify::${encoded}`;
   return `wsify:::${createHash("sha256").update(name, "utf8").digest("base64url")}`;
