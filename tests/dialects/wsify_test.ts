@@ -76,7 +76,11 @@ Deno.test("wsify: maps channel names to valid, distinct core channels", async (t
   }
   assert.match(wsifyChannel("y".repeat(1000)), CHANNEL_PATTERN);
   assert.equal(new Set(channels).size, names.length, "distinct names, distinct channels");
-  assert.equal(wsifyChannel("news"), "news", "a valid core channel name is that channel, shared with other protocols");
+  assert.equal(
+    wsifyChannel("news"),
+    "news",
+    "a valid core channel name is that channel, shared with other protocols",
+  );
 });
 
 Deno.test("wsify: its own port serves the WebSocket at /ws only; a plain GET /ws is 400", async (t) => {

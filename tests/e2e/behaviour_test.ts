@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { expectError, type Frame, openClient, type TestClient, withTimeout } from "../_helpers.ts";
 import { Opcode, rawConnect } from "../_raw_ws.ts";
+import { oneWorld } from "../dialects/_one_world.ts";
 import { type SpawnedServer, spawnServer, TARGET } from "./_server.ts";
 
 const API_KEY = "behaviour-suite-api-key";
@@ -319,5 +320,14 @@ Deno.test(`behaviour (${TARGET}): the API posts into a channel and kicks a user`
       event: "leave",
       name: "bob",
     });
+  });
+});
+
+Deno.test(`behaviour (${TARGET}): native, wschat, wsify and login-chat clients share one room`, async () => {
+  await withServer([], async (server, open) => {
+    const native = await open();
+    await native.login("nat");
+    await native.join("lobby");
+    await oneWorld(server.wsUrl.replace(/\/ws$/, ""), native);
   });
 });
