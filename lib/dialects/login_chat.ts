@@ -13,9 +13,9 @@
  *
  * @module
  */
-import { memberCount } from "../channels.ts";
+import { type GlobalRoomState, openGlobalRoom } from "./_global_room.ts";
 import type { Dialect, DialectContext } from "../dialect.ts";
-import { CloseCode, type MessageFrame } from "../protocol.ts";
+import type { MessageFrame } from "../protocol.ts";
 import { claimName, foldName, releaseName } from "../registry.ts";
 import { type Effect, enterChannel, exitChannel } from "../router.ts";
 import type { Session } from "../session.ts";
@@ -36,9 +36,7 @@ export const ERRORS = {
 } as const;
 
 /** The core channel a connection listens on, fixed when it opens. */
-export interface LoginChatState {
-  channel: string;
-}
+export type LoginChatState = GlobalRoomState;
 
 /** A client frame: its fields as sent (any JSON), or why it cannot be read. */
 type Parsed =
@@ -52,15 +50,8 @@ export const loginChat: Dialect<LoginChatState> = {
   path: null,
 
   open(ctx, session) {
-    const channel = ctx.config.compatChannel;
-    if (memberCount(ctx.channels, channel) >= ctx.config.maxChannelMembers) {
-      return {
-        state: { channel },
-        effects: [{ kind: "close", code: CloseCode.TryAgainLater, reason: "Room is full" }],
-      };
-    }
     // Nameless until it logs in: every socket hears every chat, logged in or not.
-    return { state: { channel }, effects: enterChannel(ctx.channels, session, "", channel) };
+    return openGlobalRoom(ctx, session);
   },
 
   receive(ctx, session, state, text) {

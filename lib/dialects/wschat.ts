@@ -13,10 +13,10 @@
  * @module
  */
 import * as jose from "jose";
-import { memberCount } from "../channels.ts";
+import { type GlobalRoomState, openGlobalRoom } from "./_global_room.ts";
 import type { Dialect, DialectContext } from "../dialect.ts";
-import { CloseCode, type MessageFrame } from "../protocol.ts";
-import { type Effect, enterChannel } from "../router.ts";
+import type { MessageFrame } from "../protocol.ts";
+import type { Effect } from "../router.ts";
 
 const NAME = "wschat";
 
@@ -24,9 +24,7 @@ const NAME = "wschat";
 const JWT_ALGORITHMS = ["HS256"];
 
 /** The core channel a connection listens on, fixed when it opens. */
-export interface WschatState {
-  channel: string;
-}
+export type WschatState = GlobalRoomState;
 
 /** A message as the client sent it, minus `jwt` and `tim`, and the token it carried. */
 interface Parsed {
@@ -51,15 +49,8 @@ export const wschat: Dialect<WschatState> = {
   path: null,
 
   open(ctx, session) {
-    const channel = ctx.config.compatChannel;
-    if (memberCount(ctx.channels, channel) >= ctx.config.maxChannelMembers) {
-      return {
-        state: { channel },
-        effects: [{ kind: "close", code: CloseCode.TryAgainLater, reason: "Room is full" }],
-      };
-    }
     // Nameless: wschat has no login, so a listener holds no name and announces nothing.
-    return { state: { channel }, effects: enterChannel(ctx.channels, session, "", channel) };
+    return openGlobalRoom(ctx, session);
   },
 
   receive(ctx, _session, state, text) {
