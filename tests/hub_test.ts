@@ -73,7 +73,7 @@ Deno.test("hub: a burst to one socket is cut into bounded batches", async () => 
   hub.stop();
 });
 
-Deno.test("hub: closing writes what is queued first; a slow consumer's backlog is not added to", async () => {
+Deno.test("hub: closing writes what is queued first; a slow consumer's backlog is not added to", () => {
   const hub = hubWith();
   const fine = fakeSocket();
   const slow = fakeSocket();
