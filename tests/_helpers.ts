@@ -106,16 +106,35 @@ export interface TestClient {
   join(channel: string): Promise<Frame>;
 }
 
-/** Opens a client and waits for the server's hello. */
-export async function openClient(
+/** A WebSocket whose incoming messages wait in a queue until read; shared by the test clients. */
+export interface QueuedSocket<T> {
+  readonly socket: WebSocket;
+  /** Items received and not read yet. */
+  readonly buffered: T[];
+  /** The next item; fails after `WAIT_MS` or when the socket closes first. */
+  next(): Promise<T>;
+  /** Resolves with the close event's code and reason. */
+  readonly closed: Promise<{ code: number; reason: string }>;
+  /** Sends a JSON value, or a string / bytes as they are. */
+  send(frame: unknown): void;
+  /** Closes (if open) and waits for the close to finish. */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens a WebSocket (with an `Origin` header when given) and queues what
+ * `split` makes of each incoming message; resolves once it is open.
+ */
+export async function openQueuedSocket<T>(
   url: string,
+  split: (data: string) => T[],
   options: { origin?: string } = {},
-): Promise<TestClient> {
+): Promise<QueuedSocket<T>> {
   const socket = options.origin === undefined
     ? new WebSocket(url)
     : new WebSocket(url, { headers: { origin: options.origin } } as unknown as string[]);
-  const buffered: Frame[] = [];
-  const waiters: ((frame: Frame | null) => void)[] = [];
+  const buffered: T[] = [];
+  const waiters: ((item: T | null) => void)[] = [];
   let isClosed = false;
   const closed = new Promise<{ code: number; reason: string }>((resolve) => {
     socket.onclose = (event) => {
@@ -125,37 +144,59 @@ export async function openClient(
     };
   });
   socket.onmessage = (event) => {
-    for (const line of String(event.data).split("\n")) {
-      if (line === "") continue;
-      const frame = JSON.parse(line);
+    for (const item of split(typeof event.data === "string" ? event.data : "<binary>")) {
       const waiter = waiters.shift();
-      if (waiter) waiter(frame);
-      else buffered.push(frame);
+      if (waiter) waiter(item);
+      else buffered.push(item);
     }
   };
   const opened = new Promise<void>((resolve, reject) => {
     socket.onopen = () => resolve();
     socket.onerror = () => reject(new Error(`WebSocket to ${url} failed`));
   });
-  const next = async (): Promise<Frame> => {
-    if (buffered.length > 0) return buffered.shift()!;
-    if (isClosed) throw new Error("Socket closed while waiting for a frame");
-    const { promise, resolve } = Promise.withResolvers<Frame | null>();
-    waiters.push(resolve);
-    const frame = await withTimeout(promise, "a frame");
-    if (frame === null) throw new Error("Socket closed while waiting for a frame");
-    return frame;
-  };
   await withTimeout(opened, "the socket to open");
-  const client: TestClient = {
+  return {
     socket,
-    hello: {},
     buffered,
+    async next() {
+      if (buffered.length > 0) return buffered.shift()!;
+      if (isClosed) throw new Error("Socket closed while waiting for a frame");
+      const { promise, resolve } = Promise.withResolvers<T | null>();
+      waiters.push(resolve);
+      const item = await withTimeout(promise, "a frame");
+      if (item === null) throw new Error("Socket closed while waiting for a frame");
+      return item;
+    },
+    closed,
     send(frame) {
       socket.send(
         typeof frame === "string" || frame instanceof Uint8Array ? frame : JSON.stringify(frame),
       );
     },
+    async close() {
+      if (socket.readyState === WebSocket.OPEN) socket.close(1000);
+      await closed;
+    },
+  };
+}
+
+/** Opens a client and waits for the server's hello. */
+export async function openClient(
+  url: string,
+  options: { origin?: string } = {},
+): Promise<TestClient> {
+  // A native frame may carry several objects, one per line.
+  const queue = await openQueuedSocket<Frame>(
+    url,
+    (data) => data.split("\n").filter((line) => line !== "").map((line) => JSON.parse(line)),
+    options,
+  );
+  const { socket, buffered, next, closed, send, close } = queue;
+  const client: TestClient = {
+    socket,
+    hello: {},
+    buffered,
+    send,
     next,
     async nextOf(type) {
       for (;;) {
@@ -164,10 +205,7 @@ export async function openClient(
       }
     },
     closed,
-    async close() {
-      if (socket.readyState === WebSocket.OPEN) socket.close(1000);
-      await closed;
-    },
+    close,
     async login(name) {
       client.send({ type: "login", name });
       return await client.nextOf("welcome");
