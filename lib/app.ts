@@ -17,10 +17,18 @@ import { createAuthorizer, headerLists, queryLists } from "./auth/webhook.ts";
 import { createGate, type GateResult, type TokenGrant } from "./gate.ts";
 import { createHttpHandler, type HttpHandler, type Upgrade } from "./http.ts";
 import { createHub, type HubFactory } from "./hub.ts";
+import { type Cluster, createCluster } from "./cluster.ts";
+import { type ClaimOutcome, createMemoryEngine, type Engine } from "./engine.ts";
 import { bump, createMetrics, type Metrics, renderMetrics } from "./metrics.ts";
 import { parseClientFrame } from "./parse.ts";
-import { clientCommandSchemas, CloseCode, PROTOCOL_VERSION, type ServerFrame } from "./protocol.ts";
-import { createRegistry, ownerOf, type SessionId } from "./registry.ts";
+import {
+  clientCommandSchemas,
+  CloseCode,
+  NAME_PATTERN,
+  PROTOCOL_VERSION,
+  type ServerFrame,
+} from "./protocol.ts";
+import { createRegistry, foldName, ownerOf, type SessionId } from "./registry.ts";
 import {
   type Core,
   disconnect,
@@ -70,6 +78,12 @@ export interface AppDeps {
   hub?: HubFactory;
   /** The wire protocols besides the native one that sockets may speak. */
   dialects?: readonly Dialect[];
+  /** What this node shares with the others of its cluster; a lone in-memory node by default. */
+  engine?: Engine;
+  /** This node's id in the cluster; random by default. */
+  nodeId?: string;
+  /** Where the app logs what operators should see; console.error by default. */
+  log?(message: string): void;
 }
 
 /** The events of one open connection, called by a runtime adapter. */
@@ -92,8 +106,8 @@ export interface App {
   shutdown(code: number, reason: string): void;
   /** Resolves once every socket has finished closing. */
   idle(): Promise<void>;
-  /** Stops the app's timers; call once the server is done. */
-  stop(): void;
+  /** Stops the app's timers and leaves the cluster; call once the server is done. */
+  stop(): Promise<void>;
   /** Counters, for adapters to add what only they see. */
   readonly metrics: Metrics;
   /** How many WebSockets are open. */
@@ -146,6 +160,30 @@ export function createApp(config: Config, deps: AppDeps): App {
     limits: config,
   };
 
+  const log = deps.log ?? ((message: string) => console.error(message));
+  const engine = deps.engine ?? createMemoryEngine();
+  const cluster: Cluster | null = !engine.shared ? null : createCluster({
+    engine,
+    clock,
+    nodeId: deps.nodeId ?? `${bootId}${Math.floor(Math.random() * 36 ** 4).toString(36)}`,
+    leaseMs: config.nameLease * 1000,
+    channels: core.channels,
+    metrics,
+    deliver: (channel, frame, origin) => publishLocal(channel, frame, undefined, origin),
+    nameLost: (id) => end(id, CloseCode.Conflict, "Your name is held on another node now"),
+    kick(key) {
+      const id = core.registry.owners.get(key);
+      if (id !== undefined) end(id, CloseCode.Kicked, "Removed by an operator");
+    },
+    log,
+  });
+  if (cluster !== null) {
+    core.registry.watcher = {
+      claimed: (key, id) => cluster.claimed(key, id),
+      released: (key, id) => cluster.released(key, id),
+    };
+  }
+
   const hub = (deps.hub ?? createHub)({
     maxBufferedBytes: config.maxBufferedBytes,
     metrics,
@@ -170,13 +208,28 @@ export function createApp(config: Config, deps: AppDeps): App {
     authorizer,
   };
 
-  /** Publishes to a channel's members and counts the deliveries; returns how many. */
-  const publish = (channel: string, frame: ServerFrame, except?: SessionId, origin?: Origin) => {
-    const recipients = memberCount(core.channels, channel) - (except === undefined ? 0 : 1);
+  /** Publishes to a channel's members on this node and counts the deliveries; returns how many. */
+  const publishLocal = (
+    channel: string,
+    frame: ServerFrame,
+    except?: SessionId,
+    origin?: Origin,
+  ) => {
+    const recipients = memberCount(core.channels, channel) -
+      (cluster?.remoteMembers(channel) ?? 0) - (except === undefined ? 0 : 1);
     if (recipients <= 0) return 0;
     hub.publish(channel, audience(core.channels, channel), frame, except, origin);
     metrics.deliveries += recipients;
     return recipients;
+  };
+
+  /** Publishes to a channel's members on every node; returns how many it reaches. */
+  const publish = (channel: string, frame: ServerFrame, except?: SessionId, origin?: Origin) => {
+    const local = publishLocal(channel, frame, except, origin);
+    if (cluster === null) return local;
+    // Always on the bus: a member that joined elsewhere a moment ago may not be counted here yet.
+    cluster.published(channel, frame, origin);
+    return local + cluster.remoteMembers(channel);
   };
 
   const run = (effects: Effect[], sender: SessionId) => {
@@ -202,9 +255,15 @@ export function createApp(config: Config, deps: AppDeps): App {
           break;
         case "subscribe":
           hub.subscribe(sender, effect.channel);
+          cluster?.joined(
+            effect.channel,
+            sender,
+            core.channels.members.get(effect.channel)?.get(sender) ?? "",
+          );
           break;
         case "unsubscribe":
           hub.unsubscribe(sender, effect.channel);
+          cluster?.left(effect.channel, sender);
       }
     }
   };
@@ -262,6 +321,65 @@ export function createApp(config: Config, deps: AppDeps): App {
     if (isLoggedIn && config.idleTimeout > 0) touch(lastActive, session.id, now);
   };
 
+  /**
+   * Applies a routed command; in a cluster, a login first claims its name
+   * cluster-wide, and frames that arrive meanwhile wait their turn.
+   */
+  const admit = (
+    session: Session,
+    command: RoutedCommand,
+    grant: TokenGrant | undefined,
+    now: number,
+  ) => {
+    const key = cluster === null ? null : clusterKeyOf(session, command);
+    if (key === null) return apply(session, command, grant, now);
+    const outcome = cluster!.claim(key, session.id);
+    if (typeof outcome === "string") return claimSettled(session, command, grant, now, outcome);
+    session.busy = true;
+    outcome.then((settled) => {
+      if (!sessions.has(session.id)) {
+        cluster!.released(key, session.id);
+        return;
+      }
+      session.busy = false;
+      claimSettled(session, command, grant, now, settled);
+      drain(session);
+    });
+  };
+
+  /** The folded name a login must claim cluster-wide, or null when the router answers it alone. */
+  const clusterKeyOf = (session: Session, command: RoutedCommand): string | null => {
+    if (command.type !== "login" || command.name === undefined || session.name !== null) {
+      return null;
+    }
+    const name = command.name.normalize("NFKC");
+    if (!NAME_PATTERN.test(name)) return null; // invalid_name
+    const key = foldName(name);
+    return core.registry.owners.has(key) ? null : key; // name_taken, here
+  };
+
+  const claimSettled = (
+    session: Session,
+    command: RoutedCommand,
+    grant: TokenGrant | undefined,
+    now: number,
+    outcome: ClaimOutcome,
+  ) => {
+    if (outcome === "claimed") return apply(session, command, grant, now);
+    const name = (command as { name: string }).name.normalize("NFKC");
+    if (outcome === "taken") {
+      run([error("name_taken", `Name "${name}" is taken`, command.ref)], session.id);
+      return loginFailed(session);
+    }
+    run([
+      error(
+        "unavailable",
+        "Names cannot be claimed right now (cluster store down); try again",
+        command.ref,
+      ),
+    ], session.id);
+  };
+
   /** Handles one text or binary frame, in arrival order, after size and rate checks. */
   const process = (session: Session, frame: InboundFrame) => {
     if (session.dialect !== NATIVE) return processDialect(session, frame);
@@ -277,7 +395,7 @@ export function createApp(config: Config, deps: AppDeps): App {
     const now = clock.now();
     // A refresh only ever goes through the gate: the router has no token state to change.
     if (command.type !== "refresh" && !gate.needsCheck(command)) {
-      return apply(session, command, undefined, now);
+      return admit(session, command, undefined, now);
     }
     // Frames arriving meanwhile wait, so every client's commands take effect in order.
     session.busy = true;
@@ -331,7 +449,7 @@ export function createApp(config: Config, deps: AppDeps): App {
     if (!sessions.has(session.id)) return;
     session.busy = false;
     const now = clock.now();
-    if (result.kind === "route") apply(session, result.command, result.token, now);
+    if (result.kind === "route") admit(session, result.command, result.token, now);
     else if (result.kind === "close") return end(session.id, result.code, result.reason);
     else {
       run(result.effects, session.id);
@@ -410,9 +528,13 @@ export function createApp(config: Config, deps: AppDeps): App {
       },
       kick(name) {
         const id = ownerOf(core.registry, name);
-        if (id === undefined) return false;
-        end(id, CloseCode.Kicked, "Removed by an operator");
-        return true;
+        if (id !== undefined) {
+          end(id, CloseCode.Kicked, "Removed by an operator");
+          return true;
+        }
+        // Held on another node, maybe: that node removes it. The answer counts this node only.
+        cluster?.kick(foldName(name));
+        return false;
       },
       channels: () => listChannels(core.channels),
       members: (channel) =>
@@ -424,6 +546,8 @@ export function createApp(config: Config, deps: AppDeps): App {
         users: core.registry.owners.size,
         channels: core.channels.members.size,
         residentBytes: deps.residentBytes?.(),
+        clusterUp: cluster === null ? undefined : cluster.up ? 1 : 0,
+        clusterNodes: cluster?.nodes,
       }),
   });
 
@@ -519,11 +643,12 @@ export function createApp(config: Config, deps: AppDeps): App {
       if (openSockets === 0) return Promise.resolve();
       return new Promise((resolve) => idleWaiters.push(resolve));
     },
-    stop() {
+    async stop() {
       stopSweep();
       stopDialectTicks();
       stopAdmissionSweep();
       hub.stop();
+      await cluster?.stop();
     },
     metrics,
     get connections() {

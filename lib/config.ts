@@ -60,6 +60,12 @@ export interface Config {
   compatChannel: string;
   /** The key of wsify's `POST /broadcast?key=`; null: that endpoint is off. */
   broadcastingKey: string | null;
+  /** The Redis that nodes of a cluster share; null: a lone node, everything in memory. */
+  redisUrl: string | null;
+  /** The prefix of every Redis key and channel, so clusters can share one Redis. */
+  redisPrefix: string;
+  /** Seconds a name claim (and a silent node's members) outlive a node that stops renewing them. */
+  nameLease: number;
 }
 
 interface Option<K extends keyof Config> {
@@ -98,6 +104,14 @@ const httpUrl = z.string().refine((text) => {
     return false;
   }
 }, "expected an http:// or https:// URL");
+
+const redisUrl = z.string().refine((text) => {
+  try {
+    return ["redis:", "rediss:"].includes(new URL(text).protocol);
+  } catch {
+    return false;
+  }
+}, "expected a redis:// or rediss:// URL");
 
 const option = <K extends keyof Config>(o: Option<K>) => o;
 
@@ -383,6 +397,31 @@ export const OPTIONS = [
       "Authorizer calls in flight at once (16x more may wait; beyond that it counts as down)",
     schema: integer(1, 10_000),
   }),
+  option({
+    key: "redisUrl",
+    flag: "redis-url",
+    env: "REDIS_URL",
+    fallback: null,
+    description:
+      "Run as one node of a cluster that shares this Redis (default: a lone node, in memory)",
+    schema: redisUrl,
+  }),
+  option({
+    key: "redisPrefix",
+    flag: "redis-prefix",
+    env: "REDIS_PREFIX",
+    fallback: "hubbub",
+    description: "Prefix of the cluster's Redis keys and channel (one per cluster)",
+    schema: z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, "expected 1-64 of A-Z a-z 0-9 _ . : -"),
+  }),
+  option({
+    key: "nameLease",
+    flag: "name-lease",
+    env: "NAME_LEASE",
+    fallback: "30",
+    description: "Seconds a crashed node's names stay taken in a cluster (renewed every third)",
+    schema: integer(1, 3600),
+  }),
 ] as const;
 
 /** The outcome of reading the configuration. */
@@ -456,7 +495,12 @@ export function parseConfig(
 }
 
 /** Options whose values are never echoed. */
-const SECRET_OPTIONS = new Set<keyof Config>(["apiKey", "jwtSecret", "broadcastingKey"]);
+const SECRET_OPTIONS = new Set<keyof Config>([
+  "apiKey",
+  "jwtSecret",
+  "broadcastingKey",
+  "redisUrl",
+]);
 
 /** The `--help` text: every option with its environment variable and default. */
 export function helpText(): string {

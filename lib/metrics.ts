@@ -23,6 +23,23 @@ export interface Metrics {
   rateLimited: number;
   internalErrors: number;
   acceptErrors: number;
+  /** What crossed the cluster bus (all zero on a lone node). */
+  cluster: ClusterCounters;
+}
+
+/** Counters of the cluster bus and name store. */
+export interface ClusterCounters {
+  messagesOut: number;
+  messagesIn: number;
+  /** Messages not sent because the engine was disconnected. */
+  dropped: number;
+  /** Payloads on the bus that were not valid cluster messages. */
+  badPayloads: number;
+  disconnects: number;
+  /** Name claims, by outcome (claimed, taken, unavailable). */
+  claims: Map<string, number>;
+  /** Local sessions ended because another node held their name. */
+  namesLost: number;
 }
 
 /** Creates zeroed metrics. */
@@ -40,6 +57,15 @@ export function createMetrics(): Metrics {
     rateLimited: 0,
     internalErrors: 0,
     acceptErrors: 0,
+    cluster: {
+      messagesOut: 0,
+      messagesIn: 0,
+      dropped: 0,
+      badPayloads: 0,
+      disconnects: 0,
+      claims: new Map(),
+      namesLost: 0,
+    },
   };
 }
 
@@ -54,6 +80,70 @@ export interface Gauges {
   users: number;
   channels: number;
   residentBytes?: number;
+  /** With a shared engine: 1 while connected, else 0. */
+  clusterUp?: number;
+  /** With a shared engine: other nodes seen alive. */
+  clusterNodes?: number;
+}
+
+/** One metric: name, type, help text and samples (labels, value). */
+type Family = [
+  name: string,
+  type: "counter" | "gauge",
+  help: string,
+  samples: [string, number][],
+];
+
+/** The cluster's counters, shown only on a node with a shared engine. */
+function clusterFamilies(
+  cluster: ClusterCounters,
+  one: (value: number) => [string, number][],
+  labelled: (label: string, counter: Map<string, number>) => [string, number][],
+): Family[] {
+  return [
+    [
+      "hubbub_cluster_messages_out_total",
+      "counter",
+      "Messages published to the other nodes.",
+      one(cluster.messagesOut),
+    ],
+    [
+      "hubbub_cluster_messages_in_total",
+      "counter",
+      "Messages received from other nodes.",
+      one(cluster.messagesIn),
+    ],
+    [
+      "hubbub_cluster_dropped_total",
+      "counter",
+      "Messages the other nodes missed: the engine was disconnected.",
+      one(cluster.dropped),
+    ],
+    [
+      "hubbub_cluster_bad_payloads_total",
+      "counter",
+      "Payloads on the bus that were not cluster messages.",
+      one(cluster.badPayloads),
+    ],
+    [
+      "hubbub_cluster_disconnects_total",
+      "counter",
+      "Times the engine connection was lost.",
+      one(cluster.disconnects),
+    ],
+    [
+      "hubbub_cluster_claims_total",
+      "counter",
+      "Cluster-wide name claims, by outcome.",
+      labelled("outcome", cluster.claims),
+    ],
+    [
+      "hubbub_cluster_names_lost_total",
+      "counter",
+      "Sessions ended because another node held their name.",
+      one(cluster.namesLost),
+    ],
+  ];
 }
 
 /** Renders the Prometheus text exposition format (version 0.0.4). */
@@ -62,12 +152,7 @@ export function renderMetrics(metrics: Metrics, gauges: Gauges): string {
     value === undefined ? [] : [["", value]];
   const labelled = <K>(label: string, counter: Map<K, number>): [string, number][] =>
     [...counter].map(([key, value]) => [`{${label}="${key}"}`, value]);
-  const families: [
-    name: string,
-    type: "counter" | "gauge",
-    help: string,
-    samples: [string, number][],
-  ][] = [
+  const families: Family[] = [
     ["hubbub_connections", "gauge", "Open WebSocket connections.", one(gauges.connections)],
     ["hubbub_users", "gauge", "Logged-in users.", one(gauges.users)],
     ["hubbub_channels", "gauge", "Channels with at least one member.", one(gauges.channels)],
@@ -138,6 +223,14 @@ export function renderMetrics(metrics: Metrics, gauges: Gauges): string {
       "Listener failures (e.g. out of file descriptors).",
       one(metrics.acceptErrors),
     ],
+    [
+      "hubbub_cluster_up",
+      "gauge",
+      "1 while the cluster engine is connected.",
+      one(gauges.clusterUp),
+    ],
+    ["hubbub_cluster_nodes", "gauge", "Other nodes seen alive.", one(gauges.clusterNodes)],
+    ...(gauges.clusterUp === undefined ? [] : clusterFamilies(metrics.cluster, one, labelled)),
     [
       "process_resident_memory_bytes",
       "gauge",

@@ -111,6 +111,8 @@ export const ERROR_CODES = {
     "The token is missing, malformed, badly signed, or fails an issuer/audience/claim check",
   token_expired: "The token has expired (or is not valid yet); get a fresh one",
   forbidden: "The token's `channels` claim or the authorizer does not allow this",
+  unavailable:
+    "In a cluster: the shared name store cannot be reached, so no name can be claimed; try again",
 } as const;
 
 /** An error code of an `error` frame. */
@@ -143,7 +145,11 @@ export const CloseCode = {
   IdleTimeout: 4410,
   /** The client kept sending after `rate_limited` errors. */
   TooManyRequests: 4429,
-  /** The name asked for is held by someone else (dialects whose originals close on it). */
+  /**
+   * The name asked for is held by someone else (dialects whose originals
+   * close on it), or, in a cluster, another node holds this session's name
+   * after the node lost and regained Redis.
+   */
   Conflict: 4409,
   /** The token expired, or logins kept failing: get a fresh token, then reconnect. */
   Unauthorized: 4401,
@@ -163,7 +169,8 @@ export const CLOSE_CODE_MEANINGS: Record<CloseCode, string> = {
   1013: "Overloaded, or this client read too slowly; reconnect later",
   4408: "No login within `--login-timeout`; reconnect when the user is ready to log in",
   4410: "Logged in but silent for `--idle-timeout`; reconnect when the user is back",
-  4409: "A dialect client asked for a name someone else holds",
+  4409:
+    "A dialect client asked for a name someone else holds, or (cluster) another node holds this session's name now",
   4429: "Kept flooding after `rate_limited` errors; reconnect later, and slower",
   4401: "The token expired, or 5 logins in a row failed; get a fresh token before reconnecting",
   4403: "Removed by an operator; do not reconnect by yourself",

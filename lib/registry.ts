@@ -17,11 +17,19 @@ export interface Registry {
   readonly owners: Map<string, SessionId>;
   /** Session → the folded name it holds. */
   readonly heldBy: Map<SessionId, string>;
+  /** Told of every claim and release, whoever makes it (a cluster mirrors them). */
+  watcher: RegistryWatcher | null;
+}
+
+/** Hears of the registry's changes, by folded name. */
+export interface RegistryWatcher {
+  claimed(key: string, owner: SessionId): void;
+  released(key: string, owner: SessionId): void;
 }
 
 /** Creates an empty registry. */
 export function createRegistry(): Registry {
-  return { owners: new Map(), heldBy: new Map() };
+  return { owners: new Map(), heldBy: new Map(), watcher: null };
 }
 
 /** The key two names collide on: NFKC, then case-folded. */
@@ -35,6 +43,7 @@ export function claimName(registry: Registry, name: string, owner: SessionId): b
   if (registry.owners.has(key) || registry.heldBy.has(owner)) return false;
   registry.owners.set(key, owner);
   registry.heldBy.set(owner, key);
+  registry.watcher?.claimed(key, owner);
   return true;
 }
 
@@ -44,6 +53,7 @@ export function releaseName(registry: Registry, owner: SessionId): void {
   if (key === undefined) return;
   registry.heldBy.delete(owner);
   registry.owners.delete(key);
+  registry.watcher?.released(key, owner);
 }
 
 /** The session holding `name`, if any. */

@@ -9,6 +9,7 @@ import { type App, createApp } from "../lib/app.ts";
 import { type Clock, systemClock } from "../lib/clock.ts";
 import { type Config, parseConfig } from "../lib/config.ts";
 import type { Dialect } from "../lib/dialect.ts";
+import type { Engine } from "../lib/engine.ts";
 import { serveDeno } from "../lib/runtime/deno.ts";
 
 /** The configuration tests start from. */
@@ -37,13 +38,16 @@ export interface TestServer extends AsyncDisposable {
 /** Starts a server on a free port with `TEST_CONFIG` plus `overrides`. */
 export function startServer(
   overrides: Partial<Config> = {},
-  deps: { clock?: Clock; dialects?: readonly Dialect[] } = {},
+  deps: { clock?: Clock; dialects?: readonly Dialect[]; engine?: Engine; nodeId?: string } = {},
 ): TestServer {
   const config = { ...TEST_CONFIG, ...overrides };
   const app = createApp(config, {
     clock: deps.clock ?? systemClock,
     version: "test",
     dialects: deps.dialects,
+    engine: deps.engine,
+    nodeId: deps.nodeId,
+    log: () => {},
   });
   const abort = new AbortController();
   const server = serveDeno(app, {
@@ -74,7 +78,7 @@ export function startServer(
       await Promise.all([...clients].map((client) => client.close()));
       abort.abort();
       await server.finished;
-      app.stop();
+      await app.stop();
     },
   };
 }

@@ -35,8 +35,30 @@ Deno.test("config: defaults need no flags and no environment", () => {
       dialects: new Map(),
       compatChannel: "lobby",
       broadcastingKey: null,
+      redisUrl: null,
+      redisPrefix: "hubbub",
+      nameLease: 30,
     },
   });
+});
+
+Deno.test("config: the cluster options take Redis URLs only, and keep a password out of errors", () => {
+  const ok = parseConfig(["--redis-url", "redis://:pw@cache:6379/2", "--name-lease", "10"], {});
+  assert.equal(ok.kind, "config");
+  if (ok.kind === "config") {
+    assert.equal(ok.config.redisUrl, "redis://:pw@cache:6379/2");
+    assert.equal(ok.config.nameLease, 10);
+  }
+  const fromEnv = parseConfig([], { REDIS_URL: "rediss://cache:6380" });
+  assert.equal(fromEnv.kind === "config" && fromEnv.config.redisUrl, "rediss://cache:6380");
+  const bad = parseConfig(["--redis-url", "http://user:secret@cache"], {});
+  assert.equal(bad.kind, "error");
+  if (bad.kind === "error") {
+    assert.match(bad.message, /--redis-url/);
+    assert.doesNotMatch(bad.message, /secret/);
+  }
+  assert.equal(parseConfig(["--name-lease", "0"], {}).kind, "error");
+  assert.equal(parseConfig(["--redis-prefix", "has space"], {}).kind, "error");
 });
 
 Deno.test("config: a flag wins over its environment variable", () => {

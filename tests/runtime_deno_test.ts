@@ -22,7 +22,7 @@ function buggyApp(): App {
     abandon() {},
     shutdown() {},
     idle: () => Promise.resolve(),
-    stop() {},
+    stop: () => Promise.resolve(),
     metrics: createMetrics(),
     connections: 0,
   };
