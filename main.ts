@@ -13,6 +13,7 @@ import { createApp } from "./lib/app.ts";
 import { systemClock } from "./lib/clock.ts";
 import { parseConfig } from "./lib/config.ts";
 import { DIALECTS } from "./lib/dialects/index.ts";
+import { createRedisEngine } from "./lib/engine_redis.ts";
 import { CloseCode } from "./lib/protocol.ts";
 import { bunRuntime } from "./lib/runtime/bun.ts";
 import { denoRuntime } from "./lib/runtime/deno.ts";
@@ -50,6 +51,9 @@ const app = createApp(config, {
   residentBytes: runtime.residentBytes,
   hub: runtime.hub,
   dialects: DIALECTS,
+  engine: config.redisUrl === null
+    ? undefined
+    : createRedisEngine({ url: config.redisUrl, prefix: config.redisPrefix }),
 });
 const serve = (port: number, listener?: string) =>
   runtime.serve(app, {
@@ -84,7 +88,7 @@ runtime.onShutdownSignal(async (signal) => {
   await Promise.race([app.idle(), grace]);
   clearTimeout(timer);
   await Promise.all(servers.map((listener) => listener.shutdown()));
-  app.stop();
+  await app.stop();
   runtime.exit(0);
 });
 

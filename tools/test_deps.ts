@@ -1,6 +1,6 @@
 /**
  * Makes sure what the test suite needs beyond Deno is on the machine:
- * Chromium for the browser test. On a Debian/Ubuntu machine where we are
+ * Chromium for the browser test, redis-server for the cluster tests. On a Debian/Ubuntu machine where we are
  * root it installs the missing packages with apt-get; elsewhere it says
  * what to install and fails, so a missing dependency is never a skipped test.
  *
@@ -13,6 +13,11 @@ const NEEDS = [
     file: Deno.env.get("CHROMIUM_PATH") ?? "/usr/bin/chromium",
     pkg: "chromium",
     why: "the browser test",
+  },
+  {
+    file: Deno.env.get("REDIS_SERVER_PATH") ?? "/usr/bin/redis-server",
+    pkg: "redis-server",
+    why: "the cluster tests",
   },
 ];
 
