@@ -22,7 +22,8 @@
  *
  * Commands (stdin) and what they answer (stdout):
  * - `{"cmd":"setup",...}`: opens every client at once (a connect storm),
- *   joins them, then `{"ev":"ready",...}` with the storm's figures.
+ *   joins them, then `{"ev":"ready",...}` with the storm's figures. With a
+ *   `senderPort`, the senders connect there and everyone else to `port`.
  * - `{"cmd":"step","rate":R,"seconds":T,"drainMs":D}`: sends R messages/s for
  *   T s, spread over the senders; `{"ev":"mark","at":"start"|"end"}` brackets
  *   the sending window (so the runner can sample the server's CPU), then
@@ -476,7 +477,11 @@ function onRead(client, nread, buf) {
 }
 
 function connect(client) {
-  const { host, port, path, sources } = config;
+  const { host, path, sources } = config;
+  // bench/cluster.ts puts the senders on one node and everyone else on another.
+  const port = config.senderPort !== undefined && client.slot < slotsPerRoom
+    ? config.senderPort
+    : config.port;
   const socket = net.connect({
     host,
     port,
