@@ -657,7 +657,7 @@ async function step(
     result.genCore - result.genCpu,
     0,
   );
-  // hubbub on Bun counts no frames for topic publications: nothing to say there.
+  // Counted only where the server has /metrics (hubbub); Bun topic publications count one frame each.
   if (before && after && after[1] > before[1] && after[0] > before[0]) {
     result.framesPerDelivery = (after[0] - before[0]) / (after[1] - before[1]);
   }
