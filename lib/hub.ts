@@ -5,8 +5,14 @@
  * one `\n`-separated WebSocket frame, which cuts the per-frame send cost that
  * bounds a chat server's fan-out. `hub_topics.ts` is the Bun counterpart.
  *
- * A socket whose unsent bytes pass `maxBufferedBytes` is reported through
- * `onSlowConsumer` so it cannot grow the server's memory; the others are
+ * A socket that still has `HOLD_BYTES` unsent is not written to: its frames
+ * wait in the hub, where a room's members share them, instead of in a copy
+ * per socket in the runtime's send buffer, and they go out together once it
+ * drains (fewer, bigger writes exactly when the server is busiest).
+ *
+ * A socket whose unsent bytes (held here or in the runtime's buffer) pass
+ * `maxBufferedBytes` is reported through `onSlowConsumer` so it cannot grow
+ * the server's memory; the others are
  * unaffected. The check runs in a later task than the writes (within one
  * task no write has reached the kernel yet), and a socket is slow when its
  * backlog is over the cap and has not shrunk since the last check: a healthy
@@ -77,6 +83,15 @@ export const MAX_BATCH_CHARS = 256 * 1024;
 /** Flushes closer together than this mean load: the next flush waits for a timer, batching more. */
 const BUSY_GAP_MS = 1;
 
+/** A socket with this many bytes still unsent gets nothing more until it drains below. */
+export const HOLD_BYTES = 64 * 1024;
+
+/** How often held sockets are looked at for having drained. */
+const HELD_POLL_MS = 1;
+
+/** How often held sockets are checked for being slow consumers. */
+const HELD_CHECK_MS = 100;
+
 /**
  * A sequence of frames queued in one tick, shared by every socket that was
  * queued exactly these frames. Appending a frame to a batch gives the same
@@ -142,6 +157,10 @@ export function createHub(options: HubOptions): Hub {
   let lastFlushAt = -Infinity;
   /** Sockets written to since the last backlog check. */
   let written = new Set<Outbox>();
+  /** Sockets with frames waiting for their runtime buffer to drain below `HOLD_BYTES`. */
+  const held = new Set<Outbox>();
+  let heldTimer: ReturnType<typeof setTimeout> | undefined;
+  let heldCheckedAt = 0;
   let checkTimer: ReturnType<typeof setTimeout> | undefined;
   let stopped = false;
 
@@ -152,7 +171,8 @@ export function createHub(options: HubOptions): Hub {
     const cap = options.maxBufferedBytes;
     for (const outbox of batch) {
       if (outboxes.get(outbox.id) !== outbox) continue;
-      const backlog = outbox.socket.bufferedAmount;
+      const backlog = outbox.socket.bufferedAmount +
+        (held.has(outbox) ? outbox.batch?.chars ?? 0 : 0);
       if (backlog <= cap) outbox.backlogOverCap = Infinity;
       else if (backlog > cap * HARD_BACKLOG_FACTOR || backlog >= outbox.backlogOverCap) {
         options.onSlowConsumer(outbox.id);
@@ -160,9 +180,16 @@ export function createHub(options: HubOptions): Hub {
     }
   };
 
-  const write = (outbox: Outbox) => {
+  /** Writes what is queued for `outbox`, or holds it while its socket has `HOLD_BYTES` unsent. */
+  const write = (outbox: Outbox, force = false) => {
     const { batch } = outbox;
     if (batch === undefined) return;
+    if (!force && outbox.socket.bufferedAmount >= HOLD_BYTES) {
+      held.add(outbox);
+      if (heldTimer === undefined && !stopped) heldTimer = setTimeout(pollHeld, HELD_POLL_MS);
+      return;
+    }
+    held.delete(outbox);
     outbox.batch = undefined;
     if (outbox.coalesce) {
       outbox.socket.send(textOf(batch));
@@ -172,6 +199,23 @@ export function createHub(options: HubOptions): Hub {
       metrics.framesOut += batch.frames;
     }
     written.add(outbox);
+  };
+
+  /** Writes to the held sockets that have drained; checks the others now and then. */
+  const pollHeld = () => {
+    heldTimer = undefined;
+    for (const outbox of [...held]) {
+      if (outboxes.get(outbox.id) !== outbox) held.delete(outbox);
+      else if (!dirty.has(outbox)) write(outbox); // a dirty one goes with the next flush
+    }
+    const now = performance.now();
+    if (held.size > 0 && now - heldCheckedAt >= HELD_CHECK_MS) {
+      heldCheckedAt = now;
+      for (const outbox of held) written.add(outbox);
+      checkTimer ??= setTimeout(checkBacklogs, 0);
+    }
+    if (held.size > 0 && !stopped) heldTimer = setTimeout(pollHeld, HELD_POLL_MS);
+    else if (written.size > 0 && !stopped) checkTimer ??= setTimeout(checkBacklogs, 0);
   };
 
   const flush = () => {
@@ -207,7 +251,7 @@ export function createHub(options: HubOptions): Hub {
     }
     outbox.batch = batch;
     if (batch.frames >= MAX_BATCH_FRAMES || batch.chars >= MAX_BATCH_CHARS) {
-      write(outbox); // bounded: a big burst goes out in pieces
+      write(outbox, true); // bounded: a big burst goes out in pieces, held or not
       dirty.delete(outbox);
       return;
     }
@@ -236,6 +280,7 @@ export function createHub(options: HubOptions): Hub {
       if (outbox === undefined) return;
       outboxes.delete(id);
       dirty.delete(outbox);
+      held.delete(outbox);
     },
     send(id, frame) {
       const outbox = outboxes.get(id);
@@ -274,15 +319,18 @@ export function createHub(options: HubOptions): Hub {
       if (outbox === undefined) return;
       outboxes.delete(id);
       dirty.delete(outbox);
+      held.delete(outbox);
       // A slow consumer gets no more data: its queue is what made it slow.
-      if (outbox.socket.bufferedAmount <= options.maxBufferedBytes) write(outbox);
+      if (outbox.socket.bufferedAmount <= options.maxBufferedBytes) write(outbox, true);
       outbox.socket.close(code, reason);
     },
     stop() {
       stopped = true;
       clearTimeout(checkTimer);
       clearTimeout(flushTimer);
+      clearTimeout(heldTimer);
       checkTimer = undefined;
+      heldTimer = undefined;
     },
   };
 }

@@ -1,6 +1,6 @@
 /** The coalescing hub with fake sockets: batching, bounds, order, slow consumers. */
 import assert from "node:assert/strict";
-import { createHub, MAX_BATCH_FRAMES } from "../lib/hub.ts";
+import { createHub, HOLD_BYTES, MAX_BATCH_FRAMES } from "../lib/hub.ts";
 import { createMetrics } from "../lib/metrics.ts";
 import type { ServerFrame } from "../lib/protocol.ts";
 import type { Socket } from "../lib/socket.ts";
@@ -26,9 +26,9 @@ function fakeSocket() {
 
 const pong = (ref: number): ServerFrame => ({ type: "pong", ref });
 
-function hubWith(onSlowConsumer: (id: number) => void = () => {}) {
+function hubWith(onSlowConsumer: (id: number) => void = () => {}, maxBufferedBytes = 1000) {
   return createHub({
-    maxBufferedBytes: 1000,
+    maxBufferedBytes,
     metrics: createMetrics(),
     onSlowConsumer,
     encode: (_dialect, frame) => JSON.stringify(frame),
@@ -118,5 +118,44 @@ Deno.test("hub: a backlog over the cap that does not shrink is a slow consumer; 
   await round();
   await reportedNow;
   assert.deepEqual(reported, [1]);
+  hub.stop();
+});
+
+/** Resolves after the tasks queued so far (a flush, a backlog check) have run. */
+const nextTask = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
+
+Deno.test("hub: a socket with HOLD_BYTES unsent is held; once drained it gets all it missed, in order, in one frame", async () => {
+  const hub = hubWith(() => {}, 4 * HOLD_BYTES);
+  const busy = fakeSocket();
+  const idle = fakeSocket();
+  hub.add(1, busy.socket, "native");
+  hub.add(2, idle.socket, "native");
+  busy.socket.bufferedAmount = HOLD_BYTES;
+  for (let ref = 1; ref <= 3; ref++) {
+    hub.publish("c", [1, 2], pong(ref));
+    await nextTask();
+  }
+  assert.deepEqual(busy.sent, [], "nothing more while its buffer is full");
+  assert.equal(idle.sent.length, 3, "the other member is not held back");
+  const drained = busy.nextSend();
+  busy.socket.bufferedAmount = 0;
+  await drained;
+  assert.deepEqual(busy.sent, [
+    '{"type":"pong","ref":1}\n{"type":"pong","ref":2}\n{"type":"pong","ref":3}',
+  ]);
+  hub.stop();
+});
+
+Deno.test("hub: a held socket that never drains is a slow consumer", async () => {
+  let reported: (id: number) => void = () => {};
+  const slow = new Promise<number>((resolve) => reported = resolve);
+  const hub = hubWith((id) => reported(id), HOLD_BYTES);
+  const stuck = fakeSocket();
+  hub.add(1, stuck.socket, "native");
+  stuck.socket.bufferedAmount = HOLD_BYTES;
+  // Held frames count toward the backlog, so it grows past the cap while nothing drains.
+  hub.send(1, { type: "error", code: "bad_request", message: "x".repeat(1000) });
+  assert.equal(await slow, 1);
+  assert.deepEqual(stuck.sent, []);
   hub.stop();
 });
