@@ -117,6 +117,8 @@ interface Outbox {
   readonly coalesce: boolean;
   /** What is queued for the next flush. */
   batch: Batch | undefined;
+  /** Full batches waiting, oldest first, while the socket is held; still shared with other members. */
+  sealed: Batch[];
   /** The backlog seen at the last check when it was over the cap; Infinity otherwise. */
   backlogOverCap: number;
 }
@@ -143,6 +145,13 @@ function framesOf(batch: Batch): string[] {
   const frames: string[] = [];
   for (let at: Batch | undefined = batch; at !== undefined; at = at.parent) frames.push(at.last);
   return frames.reverse();
+}
+
+/** What a held socket has waiting in the hub, in UTF-16 code units. */
+function heldChars(outbox: Outbox): number {
+  let chars = outbox.batch?.chars ?? 0;
+  for (const batch of outbox.sealed) chars += batch.chars;
+  return chars;
 }
 
 /** Creates a hub that coalesces each socket's frames per tick into shared batches. */
@@ -172,7 +181,7 @@ export function createHub(options: HubOptions): Hub {
     for (const outbox of batch) {
       if (outboxes.get(outbox.id) !== outbox) continue;
       const backlog = outbox.socket.bufferedAmount +
-        (held.has(outbox) ? outbox.batch?.chars ?? 0 : 0);
+        (held.has(outbox) ? heldChars(outbox) : 0);
       if (backlog <= cap) outbox.backlogOverCap = Infinity;
       else if (backlog > cap * HARD_BACKLOG_FACTOR || backlog >= outbox.backlogOverCap) {
         options.onSlowConsumer(outbox.id);
@@ -180,17 +189,35 @@ export function createHub(options: HubOptions): Hub {
     }
   };
 
+  /** Holds `outbox` when its socket has `HOLD_BYTES` unsent; says whether it did. */
+  const hold = (outbox: Outbox): boolean => {
+    if (outbox.socket.bufferedAmount < HOLD_BYTES) return false;
+    held.add(outbox);
+    if (heldTimer === undefined && !stopped) heldTimer = setTimeout(pollHeld, HELD_POLL_MS);
+    return true;
+  };
+
   /** Writes what is queued for `outbox`, or holds it while its socket has `HOLD_BYTES` unsent. */
   const write = (outbox: Outbox, force = false) => {
-    const { batch } = outbox;
-    if (batch === undefined) return;
-    if (!force && outbox.socket.bufferedAmount >= HOLD_BYTES) {
-      held.add(outbox);
-      if (heldTimer === undefined && !stopped) heldTimer = setTimeout(pollHeld, HELD_POLL_MS);
+    if (outbox.batch === undefined && outbox.sealed.length === 0) {
+      held.delete(outbox);
       return;
     }
+    if (!force && hold(outbox)) return;
     held.delete(outbox);
+    const sealed = outbox.sealed;
+    if (sealed.length > 0) {
+      outbox.sealed = [];
+      for (const batch of sealed) send(outbox, batch);
+    }
+    const { batch } = outbox;
+    if (batch === undefined) return;
     outbox.batch = undefined;
+    send(outbox, batch);
+  };
+
+  /** One batch to the socket: one frame, or one per message for dialect clients. */
+  const send = (outbox: Outbox, batch: Batch) => {
     if (outbox.coalesce) {
       outbox.socket.send(textOf(batch));
       metrics.framesOut++;
@@ -214,7 +241,8 @@ export function createHub(options: HubOptions): Hub {
       for (const outbox of held) written.add(outbox);
       checkTimer ??= setTimeout(checkBacklogs, 0);
     }
-    if (held.size > 0 && !stopped) heldTimer = setTimeout(pollHeld, HELD_POLL_MS);
+    // (A hold() above may have scheduled the next poll already: never two timers at once.)
+    if (held.size > 0 && !stopped) heldTimer ??= setTimeout(pollHeld, HELD_POLL_MS);
     else if (written.size > 0 && !stopped) checkTimer ??= setTimeout(checkBacklogs, 0);
   };
 
@@ -251,8 +279,14 @@ export function createHub(options: HubOptions): Hub {
     }
     outbox.batch = batch;
     if (batch.frames >= MAX_BATCH_FRAMES || batch.chars >= MAX_BATCH_CHARS) {
-      write(outbox, true); // bounded: a big burst goes out in pieces, held or not
-      dirty.delete(outbox);
+      // Bounded: a big burst goes out in pieces, or, while the socket is busy, waits in pieces.
+      if (hold(outbox)) {
+        outbox.sealed.push(batch);
+        outbox.batch = undefined;
+      } else {
+        write(outbox, true);
+        dirty.delete(outbox);
+      }
       return;
     }
     dirty.add(outbox);
@@ -272,6 +306,7 @@ export function createHub(options: HubOptions): Hub {
         dialect,
         coalesce: dialect === "native",
         batch: undefined,
+        sealed: [],
         backlogOverCap: Infinity,
       });
     },

@@ -4,6 +4,7 @@ import { createHub, HOLD_BYTES, MAX_BATCH_FRAMES } from "../lib/hub.ts";
 import { createMetrics } from "../lib/metrics.ts";
 import type { ServerFrame } from "../lib/protocol.ts";
 import type { Socket } from "../lib/socket.ts";
+import { withTimeout } from "./_helpers.ts";
 
 /** A socket that records what it is sent and lets a test wait for the next send. */
 function fakeSocket() {
@@ -157,5 +158,72 @@ Deno.test("hub: a held socket that never drains is a slow consumer", async () =>
   hub.send(1, { type: "error", code: "bad_request", message: "x".repeat(1000) });
   assert.equal(await slow, 1);
   assert.deepEqual(stuck.sent, []);
+  hub.stop();
+});
+
+Deno.test("hub: a burst to a held socket waits in bounded pieces and goes out in order once it drains", async () => {
+  const hub = hubWith(() => {}, 64 * HOLD_BYTES);
+  const a = fakeSocket();
+  hub.add(1, a.socket, "native");
+  a.socket.bufferedAmount = HOLD_BYTES;
+  const total = MAX_BATCH_FRAMES * 2 + 10;
+  for (let i = 0; i < total; i++) hub.send(1, pong(i));
+  await nextTask();
+  assert.equal(a.sent.length, 0, "nothing is written while the socket is busy");
+  let sends = 0;
+  const allSent = new Promise<void>((resolve) => {
+    a.socket.send = (text) => {
+      a.sent.push(text);
+      if (++sends === 3) resolve();
+    };
+  });
+  a.socket.bufferedAmount = 0;
+  await allSent;
+  assert.deepEqual(a.sent.map((text) => text.split("\n").length), [
+    MAX_BATCH_FRAMES,
+    MAX_BATCH_FRAMES,
+    10,
+  ]);
+  const refs = a.sent.flatMap((text) => text.split("\n").map((line) => JSON.parse(line).ref));
+  assert.deepEqual(refs, Array.from({ length: total }, (_, i) => i), "in order");
+  hub.stop();
+});
+
+Deno.test("hub: sockets held and released at random get every frame, in order, without piling up timers", async () => {
+  // A seeded generator, so a failure can be replayed.
+  let seed = 42;
+  const random = () => (seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31;
+  const hub = hubWith(() => {}, Number.MAX_SAFE_INTEGER);
+  const received: number[][] = [];
+  const sockets = Array.from({ length: 30 }, (_, i) => {
+    received.push([]);
+    const socket: Socket & { bufferedAmount: number } = {
+      bufferedAmount: 0,
+      send(text) {
+        for (const line of text.split("\n")) received[i].push(JSON.parse(line).ref);
+      },
+      close() {},
+    };
+    hub.add(i + 1, socket, "native");
+    return socket;
+  });
+  const ids = sockets.map((_, i) => i + 1);
+  let ref = 0;
+  // A poll timer that multiplied itself made each round twice as slow as the last.
+  await withTimeout(
+    (async () => {
+      for (let round = 0; round < 100; round++) {
+        for (const socket of sockets) socket.bufferedAmount = random() < 0.5 ? HOLD_BYTES : 0;
+        const burst = Math.floor(random() * MAX_BATCH_FRAMES * 2.5);
+        for (let k = 0; k < burst; k++) hub.publish("c", ids, pong(ref++));
+        await new Promise((resolve) => setTimeout(resolve, random() < 0.5 ? 0 : 2));
+      }
+      for (const socket of sockets) socket.bufferedAmount = 0;
+      while (received.some((frames) => frames.length < ref)) await nextTask();
+    })(),
+    "every frame to every socket",
+  );
+  const expected = Array.from({ length: ref }, (_, i) => i);
+  for (const frames of received) assert.deepEqual(frames, expected);
   hub.stop();
 });
