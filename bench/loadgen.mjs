@@ -14,6 +14,11 @@
  *   `message` lines, several to a frame (split on `\n`).
  * - `room` (the reference servers): `/?room=R` joins at the upgrade; every
  *   text frame sent is delivered to the room, one frame per message.
+ * - `wsify` (hubbub's wsify dialect): on open, `join` the room and a private
+ *   channel, then `broadcast` "ready" to the private one; the client is ready
+ *   when that comes back (so its join has been applied). Messages are
+ *   `broadcast` commands; each arrives as its JSON-quoted content, one frame
+ *   per message.
  *
  * A message's text is `slot:seq:sentAtUs[:padding]`: the sender's slot in its
  * room, its own sequence number, and the time the open-loop schedule meant
@@ -84,6 +89,8 @@ const nowUs = () => Math.round((performance.now() - T0) * 1000);
 
 let config;
 let protocolNative = true;
+/** The wsify dialect: one frame per message, its text JSON-quoted. */
+let protocolWsify = false;
 /** Every client, by index. */
 let clients = [];
 /** The senders, in the order the open-loop schedule takes turns. */
@@ -275,7 +282,20 @@ function carriedMessage(client, arrivedUs) {
   const { carry, carryLen } = client;
   client.carryLen = 0;
   if (protocolNative) nativeLine(client, carry, 0, carryLen, arrivedUs);
-  else if (parseText(carry, 0, carryLen) !== -1) record(client, arrivedUs);
+  else roomMessage(client, carry, 0, carryLen, arrivedUs);
+}
+
+/** One whole message of the one-frame-per-message protocols, in buf[s, e). */
+function roomMessage(client, buf, s, e, arrivedUs) {
+  if (protocolWsify) {
+    if (!client.ready) {
+      if (buf.latin1Slice(s, e) === '"ready"') markReady(client);
+      else stats.unparsed++;
+      return;
+    }
+    s++; // the opening quote of the JSON string
+  }
+  if (parseText(buf, s, e) !== -1) record(client, arrivedUs);
   else stats.unparsed++;
 }
 
@@ -287,8 +307,7 @@ function textSegment(client, buf, s, e, frameEnds, arrivedUs) {
   if (!protocolNative) {
     // One message per frame: its numbers come first, the rest is padding.
     if (client.frameStart && frameEnds) {
-      if (parseText(buf, s, e) !== -1) record(client, arrivedUs);
-      else stats.unparsed++;
+      roomMessage(client, buf, s, e, arrivedUs);
     } else {
       carryAppend(client, buf, s, e);
       if (frameEnds) carriedMessage(client, arrivedUs);
@@ -469,6 +488,15 @@ function onRead(client, nread, buf) {
         textFrame(`{"type":"login","name":"${client.name}"}`),
         textFrame(`{"type":"join","channel":"${client.roomName}"}`),
       ]));
+    } else if (protocolWsify) {
+      const join = (channel) => `{"command":"join","args":{"channel":"${channel}"}}`;
+      client.socket.write(Buffer.concat([
+        textFrame(join(client.roomName)),
+        textFrame(join(`p${client.index}`)),
+        textFrame(
+          `{"command":"broadcast","args":{"channel":"p${client.index}","content":"ready"}}`,
+        ),
+      ]));
     } else markReady(client);
     if (rest > 0) frames(client, buf, nread - rest, nread, arrivedUs);
     return;
@@ -495,7 +523,7 @@ function connect(client) {
   client.socket = socket;
   client.connectAt = performance.now();
   socket.on("connect", () => {
-    const target = protocolNative ? path : `${path}?room=${client.roomName}`;
+    const target = protocolNative || protocolWsify ? path : `${path}?room=${client.roomName}`;
     socket.write(
       `GET ${target} HTTP/1.1\r\nHost: ${host}:${port}\r\nUpgrade: websocket\r\n` +
         "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" +
@@ -521,6 +549,7 @@ function connect(client) {
 async function doSetup(options) {
   config = options;
   protocolNative = options.protocol === "native";
+  protocolWsify = options.protocol === "wsify";
   const { clients: n, roomSize } = options;
   const rooms = Math.ceil(n / roomSize);
   slotsPerRoom = Math.min(roomSize, options.sendersPerRoom);
@@ -608,6 +637,10 @@ function sendOne(plannedUs, padTo) {
   const frame = protocolNative
     ? textFrame(
       `{"type":"broadcast","channel":"${sender.roomName}","text":"${text}"}`,
+    )
+    : protocolWsify
+    ? textFrame(
+      `{"command":"broadcast","args":{"channel":"${sender.roomName}","content":"${text}"}}`,
     )
     : textFrame(text);
   sender.socket.write(frame);

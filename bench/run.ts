@@ -81,8 +81,13 @@ const REF_PAD = 120;
 interface Target {
   id: string;
   label: string;
-  /** `native`: hubbub's protocol; `room`: the references' `/?room=R` echo-to-room. */
-  protocol: "native" | "room";
+  /**
+   * `native`: hubbub's protocol; `room`: the references' `/?room=R`
+   * echo-to-room; `wsify`: hubbub's wsify dialect, one frame per message.
+   */
+  protocol: "native" | "room" | "wsify";
+  /** The scenarios it runs, when not all. */
+  scenarios?: string[];
   path: string;
   command: string[];
   /** Why it cannot run here, if it cannot. */
@@ -639,7 +644,7 @@ async function step(
     rate,
     seconds: STEP.seconds,
     drainMs: STEP.drainMs,
-    padTo: session.server.target.protocol === "room" ? REF_PAD : 0,
+    padTo: session.server.target.protocol === "native" ? 0 : REF_PAD,
   });
   const result = await session.gen.event<StepResult>(
     "step",
@@ -913,6 +918,16 @@ async function prepareTargets(): Promise<Target[]> {
       protocol: "room",
       path: "/",
       command: [deno, "run", "--allow-net", `${BENCH}ref_deno_naive.ts`],
+    },
+    {
+      // Dialect clients get one WebSocket frame per message, as the references' clients do.
+      id: "hubbub-bun-wsify",
+      label: "hubbub on Bun, wsify dialect",
+      protocol: "wsify",
+      path: "/compat/wsify/ws",
+      command: ["bun", "main.ts", ...HUBBUB_FLAGS],
+      scenarios: ["one-room-1k"],
+      unavailable: bun ? undefined : "bun is not installed (npm install -g bun@1.4.5)",
     },
   ];
   // The Node reference needs ws; hubbub on Bun needs the npm packages it imports.
@@ -1190,6 +1205,10 @@ function report(
   out.push(
     `| hubbub on Bun ÷ Bun publish, delivered msgs/s ≥ 0.90 | ${hbText} | ${hbMet} |`,
   );
+  const [hwText, hwMet] = goalRatio(one("hubbub-bun-wsify"), rb, 0.8);
+  out.push(
+    `| dialect traffic (wsify, one frame per message), hubbub on Bun ÷ Bun publish ≥ 0.80 | ${hwText} | ${hwMet} |`,
+  );
   const [hdText, hdMet] = goalRatio(hd, rd, 10);
   out.push(
     `| hubbub on Deno ÷ Deno naive, delivered msgs/s ≥ 10× | ${hdText} | ${hdMet} |`,
@@ -1202,7 +1221,9 @@ function report(
         t.replace("-", " on ").replace("deno", "Deno").replace("bun", "Bun")
       } | ${fmtMs(f.p99)} (p50 ${fmtMs(f.p50)}, max ${fmtMs(f.max)}; Bun publish ${
         fmtMs(rb?.p99)
-      }, Node ws ${fmtMs(one("ref-node")?.p99)}) | reported |`,
+      }, Node ws ${fmtMs(one("ref-node")?.p99)}) | ${
+        f.p99 === undefined ? "—" : f.p99 < 50_000 ? "yes (< 50 ms)" : "**no** (≥ 50 ms)"
+      } |`,
     );
   }
   const mb = perConn("hubbub-bun"), mr = perConn("ref-bun");
@@ -1467,7 +1488,10 @@ for (const t of targets) {
   progress(`${t.label}`);
   let hint: number | undefined;
   for (
-    const sc of SCENARIOS.filter((s) => !ONLY_SCENARIOS || ONLY_SCENARIOS.includes(s.id))
+    const sc of SCENARIOS.filter((s) =>
+      (!ONLY_SCENARIOS || ONLY_SCENARIOS.includes(s.id)) &&
+      (!t.scenarios || t.scenarios.includes(s.id))
+    )
   ) {
     const repeats = sc.id === REPEATED.scenario && REPEATED.targets.includes(t.id) ? REPEATS : 1;
     const runs: Run[] = [];
