@@ -97,21 +97,18 @@ const origin = z.string().refine((text) => {
   }
 }, "expected origins like https://chat.example.com, comma-separated");
 
-const httpUrl = z.string().refine((text) => {
-  try {
-    return ["http:", "https:"].includes(new URL(text).protocol);
-  } catch {
-    return false;
-  }
-}, "expected an http:// or https:// URL");
+/** A URL whose scheme is one of `protocols` (e.g. "http:"). */
+const urlOf = (protocols: string[], message: string) =>
+  z.string().refine((text) => {
+    try {
+      return protocols.includes(new URL(text).protocol);
+    } catch {
+      return false;
+    }
+  }, message);
 
-const redisUrl = z.string().refine((text) => {
-  try {
-    return ["redis:", "rediss:"].includes(new URL(text).protocol);
-  } catch {
-    return false;
-  }
-}, "expected a redis:// or rediss:// URL");
+const httpUrl = urlOf(["http:", "https:"], "expected an http:// or https:// URL");
+const redisUrl = urlOf(["redis:", "rediss:"], "expected a redis:// or rediss:// URL");
 
 const option = <K extends keyof Config>(o: Option<K>) => o;
 
