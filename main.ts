@@ -48,6 +48,7 @@ const config = result.config;
 const app = createApp(config, {
   clock: systemClock,
   version: VERSION,
+  runtime: runtime.name,
   residentBytes: runtime.residentBytes,
   hub: runtime.hub,
   dialects: DIALECTS,

@@ -19,7 +19,7 @@ import { createHttpHandler, type HttpHandler, type Upgrade } from "./http.ts";
 import { createHub, type HubFactory } from "./hub.ts";
 import { type Cluster, createCluster } from "./cluster.ts";
 import { type ClaimOutcome, createMemoryEngine, type Engine } from "./engine.ts";
-import { bump, createMetrics, type Metrics, renderMetrics } from "./metrics.ts";
+import { bump, closeLabel, createMetrics, type Metrics, renderMetrics } from "./metrics.ts";
 import { parseClientFrame } from "./parse.ts";
 import {
   clientCommandSchemas,
@@ -72,6 +72,8 @@ export interface AppDeps {
   clock: Clock;
   /** The server version announced in `hello`. */
   version: string;
+  /** The runtime's name ("deno" or "bun"), for `hubbub_build_info`. */
+  runtime?: string;
   /** The process's resident memory, for /metrics, when the runtime can tell. */
   residentBytes?(): number;
   /** The hub that suits the runtime; the coalescing hub by default. */
@@ -275,7 +277,7 @@ export function createApp(config: Config, deps: AppDeps): App {
     sessions.delete(id);
     if (code === undefined) hub.remove(id);
     else {
-      bump(metrics.closes, code);
+      bump(metrics.closes, closeLabel(code));
       hub.close(id, code, reason);
     }
     awaitingLogin.delete(id);
@@ -496,6 +498,12 @@ export function createApp(config: Config, deps: AppDeps): App {
     : () => {};
   const stopAdmissionSweep = clock.every(ADMISSION_SWEEP_MS, () => admission.sweep(clock.now()));
 
+  const build = {
+    version: deps.version,
+    runtime: deps.runtime ?? "unknown",
+    // The web-standard start of this process (not of the app), as Prometheus expects.
+    startTimeSeconds: Math.round(performance.timeOrigin) / 1000,
+  };
   const fetch = createHttpHandler({
     config,
     assets: ASSETS,
@@ -548,7 +556,7 @@ export function createApp(config: Config, deps: AppDeps): App {
         residentBytes: deps.residentBytes?.(),
         clusterUp: cluster === null ? undefined : cluster.up ? 1 : 0,
         clusterNodes: cluster?.nodes,
-      }),
+      }, build),
   });
 
   return {
@@ -624,7 +632,7 @@ export function createApp(config: Config, deps: AppDeps): App {
           if (!socketOpen) return;
           socketOpen = false;
           if (sessions.has(id)) {
-            bump(metrics.closes, code);
+            bump(metrics.closes, closeLabel(code));
             end(id);
           }
           if (--openSockets === 0) { for (const resolve of idleWaiters.splice(0)) resolve(); }

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { CloseCode } from "./protocol.ts";
 
 /** Everything the server counts. */
 export interface Metrics {
@@ -18,7 +19,8 @@ export interface Metrics {
   /** Objects delivered to a recipient (one message to 10 members counts 10). */
   deliveries: number;
   errors: Map<string, number>;
-  closes: Map<number, number>;
+  /** Closes by {@linkcode closeLabel}: a known code, or "other". */
+  closes: Map<string, number>;
   slowConsumers: number;
   rateLimited: number;
   internalErrors: number;
@@ -69,9 +71,47 @@ export function createMetrics(): Metrics {
   };
 }
 
+/**
+ * Close codes counted under their own label: hubbub's own, and the standard
+ * 1000–1015 (1004 is reserved and never sent). Clients pick close codes too,
+ * so any other code is counted as "other": a client cannot mint series.
+ */
+const KNOWN_CLOSE_CODES: ReadonlySet<number> = new Set([
+  1000,
+  1001,
+  1002,
+  1003,
+  1005,
+  1006,
+  1007,
+  1008,
+  1009,
+  1010,
+  1011,
+  1012,
+  1013,
+  1014,
+  1015,
+  ...Object.values(CloseCode),
+]);
+
+/** The `code` label a close is counted under: the code when known, else "other". */
+export function closeLabel(code: number): string {
+  return KNOWN_CLOSE_CODES.has(code) ? String(code) : "other";
+}
+
 /** Adds one to a labelled counter. */
 export function bump<K>(counter: Map<K, number>, key: K): void {
   counter.set(key, (counter.get(key) ?? 0) + 1);
+}
+
+/** What was built and when it started, for `hubbub_build_info` and `process_start_time_seconds`. */
+export interface BuildInfo {
+  version: string;
+  /** "deno" or "bun". */
+  runtime: string;
+  /** When the process started, in seconds since the Unix epoch. */
+  startTimeSeconds: number;
 }
 
 /** Point-in-time values that are not counters. */
@@ -147,12 +187,18 @@ function clusterFamilies(
 }
 
 /** Renders the Prometheus text exposition format (version 0.0.4). */
-export function renderMetrics(metrics: Metrics, gauges: Gauges): string {
+export function renderMetrics(metrics: Metrics, gauges: Gauges, build: BuildInfo): string {
   const one = (value: number | undefined): [string, number][] =>
     value === undefined ? [] : [["", value]];
   const labelled = <K>(label: string, counter: Map<K, number>): [string, number][] =>
     [...counter].map(([key, value]) => [`{${label}="${key}"}`, value]);
   const families: Family[] = [
+    [
+      "hubbub_build_info",
+      "gauge",
+      "The version and runtime of this process; always 1.",
+      [[`{version="${labelValue(build.version)}",runtime="${labelValue(build.runtime)}"}`, 1]],
+    ],
     ["hubbub_connections", "gauge", "Open WebSocket connections.", one(gauges.connections)],
     ["hubbub_users", "gauge", "Logged-in users.", one(gauges.users)],
     ["hubbub_channels", "gauge", "Channels with at least one member.", one(gauges.channels)],
@@ -237,6 +283,12 @@ export function renderMetrics(metrics: Metrics, gauges: Gauges): string {
       "Resident memory size in bytes.",
       one(gauges.residentBytes),
     ],
+    [
+      "process_start_time_seconds",
+      "gauge",
+      "Start time of the process since unix epoch in seconds.",
+      one(build.startTimeSeconds),
+    ],
   ];
   const lines: string[] = [];
   for (const [name, type, help, samples] of families) {
@@ -245,4 +297,9 @@ export function renderMetrics(metrics: Metrics, gauges: Gauges): string {
     for (const [labels, value] of samples) lines.push(`${name}${labels} ${value}`);
   }
   return lines.join("\n") + "\n";
+}
+
+/** Escapes a label value as the text format requires (backslash, quote, newline). */
+function labelValue(text: string): string {
+  return text.replaceAll("\\", "\\\\").replaceAll('"', '\\"').replaceAll("\n", "\\n");
 }
