@@ -86,6 +86,15 @@ export interface AppDeps {
   nodeId?: string;
   /** Where the app logs what operators should see; console.error by default. */
   log?(message: string): void;
+  /** Readiness checks besides shutdown and cluster, e.g. whether the store can be written. */
+  readiness?: readonly ReadinessCheck[];
+}
+
+/** One check of `GET /readyz`: the server should get no traffic while it fails. */
+export interface ReadinessCheck {
+  /** Named in the 503 body, e.g. "store". */
+  readonly name: string;
+  ready(): boolean;
 }
 
 /** The events of one open connection, called by a runtime adapter. */
@@ -498,6 +507,11 @@ export function createApp(config: Config, deps: AppDeps): App {
     : () => {};
   const stopAdmissionSweep = clock.every(ADMISSION_SWEEP_MS, () => admission.sweep(clock.now()));
 
+  const readinessChecks: ReadinessCheck[] = [
+    { name: "shutdown", ready: () => !shuttingDown },
+    { name: "cluster", ready: () => cluster === null || cluster.up },
+    ...deps.readiness ?? [],
+  ];
   const build = {
     version: deps.version,
     runtime: deps.runtime ?? "unknown",
@@ -548,6 +562,7 @@ export function createApp(config: Config, deps: AppDeps): App {
       members: (channel) =>
         core.channels.members.has(channel) ? memberNames(core.channels, channel) : null,
     }),
+    notReady: () => readinessChecks.filter((check) => !check.ready()).map((check) => check.name),
     metricsText: () =>
       renderMetrics(metrics, {
         connections: sessions.size,

@@ -52,6 +52,8 @@ export interface HttpDeps {
   dialectHttp(name: string, request: Request, path: string): Promise<Response | null>;
   /** The Prometheus text for /metrics. */
   metricsText(): string;
+  /** The names of the readiness checks failing now (e.g. "shutdown", "cluster"); empty: ready. */
+  notReady(): string[];
 }
 
 /** Answers one HTTP request, or says it may be upgraded. */
@@ -141,7 +143,14 @@ export function createHttpHandler(deps: HttpDeps): HttpHandler {
         jsonError(426, "upgrade_required", "Connect with a WebSocket", { upgrade: "websocket" });
     }
 
+    // Liveness: the process serves. Readiness: it should be sent traffic.
     if (pathname === "/healthz") return json(200, { status: "ok" });
+    if (pathname === "/readyz") {
+      const failed = deps.notReady();
+      return failed.length === 0
+        ? json(200, { status: "ready" })
+        : json(503, { status: "not_ready", failed });
+    }
 
     if (pathname === "/metrics") {
       return new Response(deps.metricsText(), {
