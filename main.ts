@@ -14,6 +14,7 @@ import { systemClock } from "./lib/clock.ts";
 import { parseConfig } from "./lib/config.ts";
 import { DIALECTS } from "./lib/dialects/index.ts";
 import { createRedisEngine } from "./lib/engine_redis.ts";
+import { probeReadiness } from "./lib/healthcheck.ts";
 import { CloseCode } from "./lib/protocol.ts";
 import { bunRuntime } from "./lib/runtime/bun.ts";
 import { denoRuntime } from "./lib/runtime/deno.ts";
@@ -39,6 +40,12 @@ if (result.kind === "help") {
 } else if (result.kind === "version") {
   console.log(`hubbub ${VERSION}`);
   runtime.exit(0);
+} else if (result.kind === "healthcheck") {
+  // The container's health check: probe the server this configuration describes, then exit.
+  const { ok, line } = await probeReadiness(result.config);
+  if (ok) console.log(`hubbub: ${line}`);
+  else console.error(`hubbub: ${line}`);
+  runtime.exit(ok ? 0 : 1);
 } else if (result.kind === "error") {
   console.error(`hubbub: ${result.message}\nRun with --help to see every option.`);
   runtime.exit(2);

@@ -426,6 +426,8 @@ export type ConfigResult =
   | { kind: "config"; config: Config }
   | { kind: "help"; text: string }
   | { kind: "version" }
+  /** `--healthcheck`: probe the server this configuration describes, instead of serving. */
+  | { kind: "healthcheck"; config: Config }
   | { kind: "error"; message: string };
 
 /** Reads the configuration from `args` and `env`; never throws. */
@@ -440,6 +442,7 @@ export function parseConfig(
       options: {
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "V" },
+        healthcheck: { type: "boolean" },
         ...Object.fromEntries(
           OPTIONS.map((o) => [o.flag, { type: "string" as const, multiple: "repeatable" in o }]),
         ),
@@ -488,6 +491,7 @@ export function parseConfig(
   }
   // People typing a name need longer than programs presenting a token.
   config.loginTimeout ??= jwtSources.length > 0 ? 5 : 30;
+  if (values.healthcheck) return { kind: "healthcheck", config: config as unknown as Config };
   return { kind: "config", config: config as unknown as Config };
 }
 
@@ -516,6 +520,7 @@ export function helpText(): string {
     ...rows,
     `  --help, -h${"".padEnd(20)}Show this help`,
     `  --version, -V${"".padEnd(17)}Print the version`,
+    `  --healthcheck${"".padEnd(17)}Exit 0 if GET /readyz on --port answers 200, else 1`,
     "",
   ].join("\n");
 }
