@@ -1,22 +1,40 @@
 # hubbub as a single self-contained binary in a minimal image.
 #   docker build -t hubbub .
-#   docker run -p 8000:8000 hubbub
+#   docker run -p 8000:8000 -v hubbub-data:/data hubbub
+# Give options as HUBBUB_* environment variables (docker run -e HUBBUB_PORT=9000 …) rather than
+# flags: the health check runs the binary again and reads the environment, not the flags.
+# tests/dockerfile_test.ts replays the build stage's first COPY set and its `deno install`.
 
-# Stage 1: fetch the pinned npm dependencies and compile one binary.
+# Stage 1: fetch the pinned npm dependencies, then compile one binary.
 FROM denoland/deno:2.9.6 AS build
 WORKDIR /src
-COPY deno.json deno.lock ./
+# The dependency manifests alone (package.json too: deno.lock records its dependencies), so this
+# layer and the downloads are reused until a manifest changes.
+COPY deno.json deno.lock package.json ./
+RUN deno install --frozen
+# The runtime `deno compile` embeds is downloaded once here, not after every code change.
+RUN mkdir /tmp/warm && cd /tmp/warm && touch noop.ts \
+ && deno compile --no-config --output noop noop.ts && rm -r /tmp/warm
+# The data directory, for the runtime stage to copy with its owner (distroless has no shell).
+RUN mkdir -p /out/data
 COPY main.ts ./
 COPY lib ./lib
 COPY static ./static
-RUN deno install --frozen --entrypoint main.ts \
- && deno compile --frozen --allow-net --allow-env --output /out/hubbub main.ts
+RUN deno compile --frozen --allow-net --allow-env --output /out/hubbub main.ts
 
-# Stage 2: just the binary, run as an unprivileged user.
+# Stage 2: just the binary, run as an unprivileged user (distroless nonroot: uid 65532).
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/hubbub /usr/local/bin/hubbub
+COPY --from=build --chown=65532:65532 /out/data /data
+# Where the message history will live: mount a volume to keep it across containers.
+VOLUME /data
+WORKDIR /data
 USER nonroot
 EXPOSE 8000
-# Docker sets HOSTNAME to the container id, so the address is given as a flag
-# (flags win over the environment). Extra `docker run` arguments are appended.
-ENTRYPOINT ["/usr/local/bin/hubbub", "--hostname", "0.0.0.0"]
+# GET /readyz through the binary itself (the image has no curl): 503 while shutting down or while
+# the cluster's Redis is unreachable.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=5s --retries=3 \
+  CMD ["/usr/local/bin/hubbub", "--healthcheck"]
+# Listens on 0.0.0.0:8000 by default (HOSTNAME, which Docker sets, is never read).
+# Extra `docker run` arguments are appended as flags.
+ENTRYPOINT ["/usr/local/bin/hubbub"]

@@ -54,6 +54,12 @@ export interface Dialect<State = unknown> {
    * (`/compat/NAME/…` on the main port is always one.)
    */
   readonly path: string | null;
+  /**
+   * Whether the handshake answers with the first WebSocket subprotocol the
+   * client offers, as the original did (its clients fail without one);
+   * otherwise hubbub chooses none.
+   */
+  readonly echoesSubprotocol?: boolean;
   /** Per-connection state, created on open. */
   open(
     ctx: DialectContext,

@@ -24,6 +24,8 @@ export interface Upgrade {
   readonly path: string;
   /** The query string with its `?`, or "". */
   readonly search: string;
+  /** The subprotocol to answer the handshake with; undefined: hubbub chooses none. */
+  readonly protocol?: string;
 }
 
 /** What the adapter knows of the connection a request came on. */
@@ -102,7 +104,12 @@ export function createHttpHandler(deps: HttpDeps): HttpHandler {
     if (decision === "deny") {
       return jsonError(403, "forbidden", "The authorizer refused this connection");
     }
-    return { upgrade: true, ip, dialect, path, search: url.search };
+    const answer: Upgrade = { upgrade: true, ip, dialect, path, search: url.search };
+    // Only dialects whose originals echoed a subprotocol choose one; the rest keep choosing none.
+    const protocol = dialect !== undefined && deps.dialects.get(dialect)?.echoesSubprotocol
+      ? firstSubprotocol(request)
+      : undefined;
+    return protocol === undefined ? answer : { ...answer, protocol };
   };
 
   /** A dialect's own listener: its WebSocket path (or any path), and its HTTP routes. */
@@ -178,6 +185,15 @@ export function createHttpHandler(deps: HttpDeps): HttpHandler {
 
 function isUpgrade(request: Request): boolean {
   return request.headers.get("upgrade")?.toLowerCase() === "websocket";
+}
+
+/**
+ * The first subprotocol a client offers: `Sec-WebSocket-Protocol` split on
+ * commas (with or without spaces, as browsers and Node's `ws` send them).
+ */
+function firstSubprotocol(request: Request): string | undefined {
+  const first = request.headers.get("sec-websocket-protocol")?.split(",")[0].trim();
+  return first ? first : undefined;
 }
 
 /** The last X-Forwarded-For entry: the address our own proxy saw. */

@@ -61,6 +61,7 @@ export const channelPath: Dialect<ChannelPathState> = {
   name: NAME,
   defaultPort: 6000,
   path: null,
+  echoesSubprotocol: true,
 
   open(ctx, session, request) {
     const id = channelIdOf(request.path, request.search);

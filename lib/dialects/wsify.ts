@@ -52,6 +52,7 @@ export const wsify: Dialect<WsifyState> = {
   name: NAME,
   defaultPort: 3000,
   path: "/ws",
+  echoesSubprotocol: true,
 
   open(ctx) {
     return { state: { pingAt: ctx.now() + PING_MS }, effects: [] }; // nothing is sent on open

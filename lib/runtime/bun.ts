@@ -34,7 +34,10 @@ interface SocketData {
 interface BunServer {
   readonly port: number;
   readonly hostname: string;
-  upgrade(request: Request, options: { data: SocketData }): boolean;
+  upgrade(
+    request: Request,
+    options: { data: SocketData; headers?: Record<string, string> },
+  ): boolean;
   requestIP(request: Request): { address: string } | null;
   publish(topic: string, data: string): number;
   stop(closeActiveConnections?: boolean): Promise<void>;
@@ -71,7 +74,11 @@ export function serveBun(app: App, options: ServeOptions): RunningServer {
         listener: options.listener,
       });
       if (answer instanceof Response) return answer;
-      if (server.upgrade(request, { data: { upgrade: answer } })) return undefined;
+      // Without a header of ours, Bun answers with the first subprotocol offered, whoever asks.
+      const headers = answer.protocol === undefined
+        ? undefined
+        : { "sec-websocket-protocol": answer.protocol };
+      if (server.upgrade(request, { data: { upgrade: answer }, headers })) return undefined;
       app.abandon(answer);
       return new Response("Bad WebSocket upgrade", { status: 400 });
     },

@@ -32,6 +32,11 @@ export function serveDeno(app: App, options: ServeOptions): RunningServer {
       return new Response("Bad WebSocket upgrade", { status: 400 });
     }
     bindSocket(app, upgraded.socket, answer);
+    // Set here rather than with `upgradeWebSocket`'s `protocol` option, which throws unless
+    // the client separated its offers with ", " exactly (Node's `ws` sends "a,b").
+    if (answer.protocol !== undefined) {
+      upgraded.response.headers.set("sec-websocket-protocol", answer.protocol);
+    }
     return upgraded.response;
   };
 

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { expectError, type Frame, openClient, type TestClient, withTimeout } from "../_helpers.ts";
 import { Opcode, rawConnect } from "../_raw_ws.ts";
 import { oneWorld } from "../dialects/_one_world.ts";
+import { handshake, openOffering } from "../dialects/_handshake.ts";
 import { type SpawnedServer, spawnServer, TARGET } from "./_server.ts";
 
 const API_KEY = "behaviour-suite-api-key";
@@ -329,5 +330,19 @@ Deno.test(`behaviour (${TARGET}): native, wschat, wsify and login-chat clients s
     await native.login("nat");
     await native.join("lobby");
     await oneWorld(server.wsUrl.replace(/\/ws$/, ""), native);
+  });
+});
+
+Deno.test(`behaviour (${TARGET}): wsify and channel-path echo the first subprotocol offered`, async (t) => {
+  await withServer([], async (server) => {
+    for (const path of ["/compat/wsify/ws", "/compat/channel-path/api/chat/room1"]) {
+      await t.step(path, async () => {
+        const opened = await openOffering(`ws://127.0.0.1:${server.port}${path}`, ["chat", "json"]);
+        assert.equal(opened.protocol, "chat");
+        const { status, headers } = await handshake(server.port, path, "a,b");
+        assert.match(status, /^HTTP\/1\.1 101/);
+        assert.equal(headers.get("sec-websocket-protocol"), "a");
+      });
+    }
   });
 });
