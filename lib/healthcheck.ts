@@ -62,11 +62,12 @@ export async function probeReadiness(
     if (abort.signal.aborted) {
       return { ok: false, line: `not ready: ${url} did not answer within ${timeoutMs} ms` };
     }
-    // Deno's message is "fetch failed", its cause the long chain that ends in the reason.
-    const err = error as Error;
-    const detail = (err.cause instanceof Error ? err.cause.message : err.message).split(": ").at(
-      -1,
-    );
+    // Bun names the reason in `code` (ECONNREFUSED); Deno's message is "fetch failed", its
+    // cause a long chain that ends in the reason.
+    const err = error as Error & { code?: unknown };
+    const detail = typeof err.code === "string"
+      ? err.code
+      : (err.cause instanceof Error ? err.cause.message : err.message).split(": ").at(-1);
     return { ok: false, line: `not ready: ${url} unreachable (${detail})` };
   } finally {
     clearTimeout(timer);
