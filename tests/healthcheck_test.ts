@@ -50,5 +50,5 @@ Deno.test("healthcheck: --healthcheck reads the same options as the server, and 
   assert.ok(result.kind === "healthcheck");
   assert.equal(readyzUrl(result.config), "http://[::1]:9000/readyz");
   assert.deepEqual(parseConfig(["--healthcheck", "--port", "x"], {}).kind, "error");
-  assert.match(helpText(), /^ {2}--healthcheck +Exit 0 if GET \/readyz/m);
+  assert.match(helpText(), /^ +--healthcheck\s+Exit 0 if GET \/readyz/m);
 });
