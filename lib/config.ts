@@ -9,6 +9,7 @@ import { parseArgs } from "node:util";
 import { z } from "zod";
 import { algorithmsForPublicKey } from "./auth/jwt.ts";
 import { DIALECTS } from "./dialects/index.ts";
+import { type Level, LEVELS, LOG_FORMATS, type LogFormat } from "./log.ts";
 
 /** The validated server configuration. */
 export interface Config {
@@ -66,6 +67,10 @@ export interface Config {
   redisPrefix: string;
   /** Seconds a name claim (and a silent node's members) outlive a node that stops renewing them. */
   nameLease: number;
+  /** How log lines are written: text, or one JSON object per line. */
+  logFormat: LogFormat;
+  /** The least severe level logged. */
+  logLevel: Level;
 }
 
 interface Option<K extends keyof Config> {
@@ -117,7 +122,8 @@ export const OPTIONS = [
   option({
     key: "port",
     flag: "port",
-    env: "PORT",
+    env: "HUBBUB_PORT",
+    envAliases: ["PORT"],
     fallback: "8000",
     description: "TCP port to listen on (0 picks a free one)",
     schema: integer(0, 65535),
@@ -125,15 +131,16 @@ export const OPTIONS = [
   option({
     key: "hostname",
     flag: "hostname",
-    env: "HOSTNAME",
+    env: "HUBBUB_HOSTNAME",
     fallback: "0.0.0.0",
-    description: "Address to listen on",
+    description: "Address to listen on (the HOSTNAME variable is never read)",
     schema: z.string().trim().min(1, "expected an address"),
   }),
   option({
     key: "allowedOrigins",
     flag: "allowed-origins",
-    env: "ALLOWED_ORIGINS",
+    env: "HUBBUB_ALLOWED_ORIGINS",
+    envAliases: ["ALLOWED_ORIGINS"],
     fallback: null,
     description: "Comma-separated origins allowed to open a WebSocket (default: any)",
     schema: z.string().transform((text) =>
@@ -144,7 +151,7 @@ export const OPTIONS = [
   option({
     key: "apiKey",
     flag: "api-key",
-    env: "API_KEY",
+    env: "HUBBUB_API_KEY",
     fallback: null,
     description: "Bearer key for POST /api/broadcast (default: the API is off)",
     schema: z.string().min(16, "expected at least 16 characters"),
@@ -152,7 +159,7 @@ export const OPTIONS = [
   option({
     key: "maxMessageBytes",
     flag: "max-message-bytes",
-    env: "MAX_MESSAGE_BYTES",
+    env: "HUBBUB_MAX_MESSAGE_BYTES",
     fallback: "65536",
     description: "Largest inbound WebSocket message; larger ones close with 1009",
     schema: integer(256, 16 * 1024 * 1024),
@@ -160,7 +167,7 @@ export const OPTIONS = [
   option({
     key: "maxTextLength",
     flag: "max-text-length",
-    env: "MAX_TEXT_LENGTH",
+    env: "HUBBUB_MAX_TEXT_LENGTH",
     fallback: "4096",
     description: "Longest message text in UTF-16 code units; longer gets too_large",
     schema: integer(1, 1024 * 1024),
@@ -168,7 +175,7 @@ export const OPTIONS = [
   option({
     key: "rateLimit",
     flag: "rate-limit",
-    env: "RATE_LIMIT",
+    env: "HUBBUB_RATE_LIMIT",
     fallback: "20",
     description: "Commands per second one connection may send on average",
     schema: integer(1, 1_000_000),
@@ -176,7 +183,7 @@ export const OPTIONS = [
   option({
     key: "rateBurst",
     flag: "rate-burst",
-    env: "RATE_BURST",
+    env: "HUBBUB_RATE_BURST",
     fallback: "40",
     description: "Commands one connection may send in a burst",
     schema: integer(1, 1_000_000),
@@ -184,7 +191,7 @@ export const OPTIONS = [
   option({
     key: "connectRate",
     flag: "connect-rate",
-    env: "CONNECT_RATE",
+    env: "HUBBUB_CONNECT_RATE",
     fallback: "20",
     description: "New WebSockets per second from one IP (bursts of twice that); more get 429",
     schema: integer(1, 1_000_000),
@@ -192,7 +199,7 @@ export const OPTIONS = [
   option({
     key: "maxConnections",
     flag: "max-connections",
-    env: "MAX_CONNECTIONS",
+    env: "HUBBUB_MAX_CONNECTIONS",
     fallback: "10000",
     description: "Open WebSockets in total; more get 503 (keep below `ulimit -n`)",
     schema: integer(1, 10_000_000),
@@ -200,7 +207,7 @@ export const OPTIONS = [
   option({
     key: "maxConnectionsPerIp",
     flag: "max-connections-per-ip",
-    env: "MAX_CONNECTIONS_PER_IP",
+    env: "HUBBUB_MAX_CONNECTIONS_PER_IP",
     fallback: "100",
     description: "Open WebSockets from one IP; more get 429",
     schema: integer(1, 10_000_000),
@@ -208,7 +215,7 @@ export const OPTIONS = [
   option({
     key: "maxChannelsPerConnection",
     flag: "max-channels-per-connection",
-    env: "MAX_CHANNELS_PER_CONNECTION",
+    env: "HUBBUB_MAX_CHANNELS_PER_CONNECTION",
     fallback: "100",
     description: "Channels one connection may be in; more get too_many_channels",
     schema: integer(1, 1_000_000),
@@ -216,7 +223,7 @@ export const OPTIONS = [
   option({
     key: "maxChannelMembers",
     flag: "max-channel-members",
-    env: "MAX_CHANNEL_MEMBERS",
+    env: "HUBBUB_MAX_CHANNEL_MEMBERS",
     fallback: "10000",
     description: "Members one channel may have; more get channel_full",
     schema: integer(1, 10_000_000),
@@ -224,7 +231,7 @@ export const OPTIONS = [
   option({
     key: "maxBufferedBytes",
     flag: "max-buffered-bytes",
-    env: "MAX_BUFFERED_BYTES",
+    env: "HUBBUB_MAX_BUFFERED_BYTES",
     fallback: "1048576",
     description: "Unsent bytes queued for one client before it is closed with 1013 (slow consumer)",
     schema: integer(1024, 1024 * 1024 * 1024),
@@ -232,7 +239,7 @@ export const OPTIONS = [
   option({
     key: "pingTimeout",
     flag: "ping-timeout",
-    env: "PING_TIMEOUT",
+    env: "HUBBUB_PING_TIMEOUT",
     fallback: "30",
     description: "Seconds without a pong before a socket is dropped as dead (0: never)",
     schema: integer(0, 3600),
@@ -240,7 +247,7 @@ export const OPTIONS = [
   option({
     key: "loginTimeout",
     flag: "login-timeout",
-    env: "LOGIN_TIMEOUT",
+    env: "HUBBUB_LOGIN_TIMEOUT",
     fallback: null,
     description:
       "Seconds a connection may stay without a login before it is closed with 4408 (default: 5 with JWT, else 30)",
@@ -249,7 +256,7 @@ export const OPTIONS = [
   option({
     key: "idleTimeout",
     flag: "idle-timeout",
-    env: "IDLE_TIMEOUT",
+    env: "HUBBUB_IDLE_TIMEOUT",
     fallback: "0",
     description:
       "Seconds a logged-in connection may send nothing before it is closed with 4410 (0: never)",
@@ -258,7 +265,7 @@ export const OPTIONS = [
   option({
     key: "trustProxy",
     flag: "trust-proxy",
-    env: "TRUST_PROXY",
+    env: "HUBBUB_TRUST_PROXY",
     fallback: "false",
     description: "Take client IPs from X-Forwarded-For (only behind a proxy that sets it)",
     schema: z.enum(["true", "false", "1", "0"]).transform((text) =>
@@ -268,7 +275,7 @@ export const OPTIONS = [
   option({
     key: "dialects",
     flag: "dialect",
-    env: "DIALECTS",
+    env: "HUBBUB_DIALECTS",
     repeatable: true,
     fallback: "",
     description: `Also serve a seed server's protocol on its own port, NAME[=PORT] (repeatable; ${
@@ -299,7 +306,7 @@ export const OPTIONS = [
   option({
     key: "compatChannel",
     flag: "compat-channel",
-    env: "COMPAT_CHANNEL",
+    env: "HUBBUB_COMPAT_CHANNEL",
     fallback: "lobby",
     description: "The channel that the one global room of wschat and login-chat clients maps to",
     schema: z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, "expected a channel name"),
@@ -307,7 +314,8 @@ export const OPTIONS = [
   option({
     key: "broadcastingKey",
     flag: "broadcasting-key",
-    env: "BROADCASTING_KEY",
+    env: "HUBBUB_BROADCASTING_KEY",
+    envAliases: ["BROADCASTING_KEY"],
     fallback: null,
     description: "Key of wsify's POST /broadcast?key= (default: that endpoint answers 403)",
     schema: z.string().min(1),
@@ -315,8 +323,8 @@ export const OPTIONS = [
   option({
     key: "jwtSecret",
     flag: "jwt-secret",
-    env: "JWT_SECRET",
-    envAliases: ["JWT_DECODE_SECRET"],
+    env: "HUBBUB_JWT_SECRET",
+    envAliases: ["JWT_SECRET", "JWT_DECODE_SECRET"],
     fallback: null,
     description: "Require login tokens signed with this HS256/384/512 secret (16+ characters)",
     schema: z.string().min(16, "expected at least 16 characters"),
@@ -324,7 +332,7 @@ export const OPTIONS = [
   option({
     key: "jwtPublicKey",
     flag: "jwt-public-key",
-    env: "JWT_PUBLIC_KEY",
+    env: "HUBBUB_JWT_PUBLIC_KEY",
     fallback: null,
     description: "Require login tokens verified by this PEM public key (RS*, PS*, ES*, EdDSA)",
     schema: z.string().transform((text) => text.replaceAll("\\n", "\n")).refine((pem) => {
@@ -339,7 +347,7 @@ export const OPTIONS = [
   option({
     key: "jwksUrl",
     flag: "jwks-url",
-    env: "JWKS_URL",
+    env: "HUBBUB_JWKS_URL",
     fallback: null,
     description:
       "Require login tokens verified by this JSON Web Key Set (fetched, cached, refreshed)",
@@ -348,7 +356,7 @@ export const OPTIONS = [
   option({
     key: "jwtIssuer",
     flag: "jwt-issuer",
-    env: "JWT_ISSUER",
+    env: "HUBBUB_JWT_ISSUER",
     fallback: null,
     description: "Required `iss` claim of login tokens",
     schema: z.string().min(1),
@@ -356,7 +364,7 @@ export const OPTIONS = [
   option({
     key: "jwtAudience",
     flag: "jwt-audience",
-    env: "JWT_AUDIENCE",
+    env: "HUBBUB_JWT_AUDIENCE",
     fallback: null,
     description: "Required `aud` claim of login tokens",
     schema: z.string().min(1),
@@ -364,7 +372,7 @@ export const OPTIONS = [
   option({
     key: "jwtClockSkew",
     flag: "jwt-clock-skew",
-    env: "JWT_CLOCK_SKEW",
+    env: "HUBBUB_JWT_CLOCK_SKEW",
     fallback: "30",
     description: "Seconds of clock difference tolerated on `exp` and `nbf`",
     schema: integer(0, 3600),
@@ -372,7 +380,8 @@ export const OPTIONS = [
   option({
     key: "authorizerUrl",
     flag: "authorizer-url",
-    env: "AUTHORIZER_URL",
+    env: "HUBBUB_AUTHORIZER_URL",
+    envAliases: ["AUTHORIZER_URL"],
     fallback: null,
     description: "Ask this URL (POST) before each upgrade and each login, join and broadcast",
     schema: httpUrl,
@@ -380,7 +389,7 @@ export const OPTIONS = [
   option({
     key: "authorizerTimeoutMs",
     flag: "authorizer-timeout-ms",
-    env: "AUTHORIZER_TIMEOUT_MS",
+    env: "HUBBUB_AUTHORIZER_TIMEOUT_MS",
     fallback: "2000",
     description: "Milliseconds to wait for the authorizer before treating it as down",
     schema: integer(1, 60_000),
@@ -388,7 +397,7 @@ export const OPTIONS = [
   option({
     key: "authorizerConcurrency",
     flag: "authorizer-concurrency",
-    env: "AUTHORIZER_CONCURRENCY",
+    env: "HUBBUB_AUTHORIZER_CONCURRENCY",
     fallback: "64",
     description:
       "Authorizer calls in flight at once (16x more may wait; beyond that it counts as down)",
@@ -397,7 +406,7 @@ export const OPTIONS = [
   option({
     key: "redisUrl",
     flag: "redis-url",
-    env: "REDIS_URL",
+    env: "HUBBUB_REDIS_URL",
     fallback: null,
     description:
       "Run as one node of a cluster that shares this Redis (default: a lone node, in memory)",
@@ -406,7 +415,7 @@ export const OPTIONS = [
   option({
     key: "redisPrefix",
     flag: "redis-prefix",
-    env: "REDIS_PREFIX",
+    env: "HUBBUB_REDIS_PREFIX",
     fallback: "hubbub",
     description: "Prefix of the cluster's Redis keys and channel (one per cluster)",
     schema: z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, "expected 1-64 of A-Z a-z 0-9 _ . : -"),
@@ -414,16 +423,33 @@ export const OPTIONS = [
   option({
     key: "nameLease",
     flag: "name-lease",
-    env: "NAME_LEASE",
+    env: "HUBBUB_NAME_LEASE",
     fallback: "30",
     description: "Seconds a crashed node's names stay taken in a cluster (renewed every third)",
     schema: integer(1, 3600),
+  }),
+  option({
+    key: "logFormat",
+    flag: "log-format",
+    env: "HUBBUB_LOG_FORMAT",
+    fallback: "text",
+    description: "How log lines look: text, or json (one object per line)",
+    schema: z.enum(LOG_FORMATS as [LogFormat, ...LogFormat[]], "expected text or json"),
+  }),
+  option({
+    key: "logLevel",
+    flag: "log-level",
+    env: "HUBBUB_LOG_LEVEL",
+    fallback: "info",
+    description: "The least severe lines logged: debug, info, warn or error",
+    schema: z.enum(LEVELS as [Level, ...Level[]], "expected debug, info, warn or error"),
   }),
 ] as const;
 
 /** The outcome of reading the configuration. */
 export type ConfigResult =
-  | { kind: "config"; config: Config }
+  /** `warnings`: environment variables that earlier versions read and this one ignores. */
+  | { kind: "config"; config: Config; warnings: string[] }
   | { kind: "help"; text: string }
   | { kind: "version" }
   /** `--healthcheck`: probe the server this configuration describes, instead of serving. */
@@ -458,10 +484,18 @@ export function parseConfig(
   if (values.version) return { kind: "version" };
 
   const config: Record<string, unknown> = {};
+  /** Where each option's value came from: its flag, an environment variable, or null (default). */
+  const sources: Partial<Record<keyof Config, string | null>> = {};
+  const warnings: string[] = [];
   for (const o of OPTIONS) {
     const flagValue = values[o.flag] as string | string[] | undefined;
     const fromFlag = Array.isArray(flagValue) ? flagValue.join(",") : flagValue;
     const envName = [o.env, ...(o.envAliases ?? [])].find((name) => env[name] !== undefined);
+    sources[o.key] = fromFlag !== undefined ? `--${o.flag}` : envName ?? null;
+    const legacy = legacyEnvName(o);
+    if (sources[o.key] === null && legacy !== null && env[legacy] !== undefined) {
+      warnings.push(`${legacy} is set but no longer read; hubbub reads ${o.env}`);
+    }
     const raw = fromFlag ?? (envName === undefined ? undefined : env[envName]) ?? o.fallback;
     if (raw === null) {
       config[o.key] = null;
@@ -489,10 +523,54 @@ export function parseConfig(
       message: `Choose one of ${flags.join(", ")}: each sets where login tokens are verified`,
     };
   }
+  const clash = portClash(config as unknown as Config, sources);
+  if (clash !== null) return { kind: "error", message: clash };
   // People typing a name need longer than programs presenting a token.
   config.loginTimeout ??= jwtSources.length > 0 ? 5 : 30;
   if (values.healthcheck) return { kind: "healthcheck", config: config as unknown as Config };
-  return { kind: "config", config: config as unknown as Config };
+  return { kind: "config", config: config as unknown as Config, warnings };
+}
+
+/**
+ * The unprefixed name an option had before every name got `HUBBUB_`, when
+ * it is no longer read; HOSTNAME is left out, as Docker and shells set it.
+ */
+function legacyEnvName(o: (typeof OPTIONS)[number]): string | null {
+  const old = o.env.replace(/^HUBBUB_/, "");
+  if (
+    old === "HOSTNAME" || old === o.env ||
+    (o.envAliases as readonly string[] | undefined)?.includes(old)
+  ) {
+    return null;
+  }
+  return old;
+}
+
+/** Says which two listeners were given the same port, or null; port 0 (any free one) never clashes. */
+function portClash(
+  config: Config,
+  sources: Partial<Record<keyof Config, string | null>>,
+): string | null {
+  const dialectSource = sources.dialects?.startsWith("--") === false
+    ? sources.dialects
+    : "--dialect";
+  const listeners: [string, number][] = [
+    [sources.port ?? "--port (default)", config.port],
+    ...[...config.dialects].map(([name, port]): [string, number] => [
+      `${dialectSource} ${name}`,
+      port,
+    ]),
+  ];
+  const seen = new Map<number, string>();
+  for (const [label, port] of listeners) {
+    if (port === 0) continue;
+    const first = seen.get(port);
+    if (first !== undefined) {
+      return `Port ${port} is given twice, to ${first} and to ${label}: give each listener its own port`;
+    }
+    seen.set(port, label);
+  }
+  return null;
 }
 
 /** Options whose values are never echoed. */
@@ -503,13 +581,22 @@ const SECRET_OPTIONS = new Set<keyof Config>([
   "redisUrl",
 ]);
 
+/** Columns the `--help` text fits in. */
+const HELP_WIDTH = 80;
+
 /** The `--help` text: every option with its environment variable and default. */
 export function helpText(): string {
-  const rows = OPTIONS.map((o) => {
-    const left = `  --${o.flag} <value>`.padEnd(30);
-    const fallback = o.fallback === null ? "" : ` [default: ${o.fallback}]`;
+  const rows = OPTIONS.flatMap((o) => {
+    // A non-breaking space keeps "[default: X]" on one line; it is a plain space again below.
+    const fallback = o.fallback === null || o.fallback === ""
+      ? ""
+      : ` [default:\u00a0${o.fallback}]`;
     const aliases = o.envAliases ? ` (or ${o.envAliases.join(", ")})` : "";
-    return `${left}${o.description}${fallback}\n${"".padEnd(30)}env: ${o.env}${aliases}`;
+    return helpEntry(
+      `--${o.flag} <value>`,
+      `${o.description}${fallback}`,
+      `env: ${o.env}${aliases}`,
+    );
   });
   return [
     "hubbub: a WebSocket chat server",
@@ -518,18 +605,35 @@ export function helpText(): string {
     "",
     "Options (flags win over environment variables):",
     ...rows,
-    `  --help, -h${"".padEnd(20)}Show this help`,
-    `  --version, -V${"".padEnd(17)}Print the version`,
-    `  --healthcheck${"".padEnd(17)}Exit 0 if GET /readyz on --port answers 200, else 1`,
+    ...helpEntry("--help, -h", "Show this help"),
+    ...helpEntry("--version, -V", "Print the version"),
+    ...helpEntry("--healthcheck", "Exit 0 if GET /readyz on --port answers 200, else 1"),
     "",
-  ].join("\n");
+  ].join("\n").replaceAll("\u00a0", " ");
+}
+
+/** One option of the help: the flag on its own line, so no flag, however long, runs into its text. */
+function helpEntry(flag: string, ...paragraphs: string[]): string[] {
+  const indent = "      ";
+  const lines = [`  ${flag}`];
+  for (const paragraph of paragraphs) {
+    let line = "";
+    for (const word of paragraph.split(" ")) {
+      if (line !== "" && indent.length + line.length + 1 + word.length > HELP_WIDTH) {
+        lines.push(indent + line);
+        line = word;
+      } else line = line === "" ? word : `${line} ${word}`;
+    }
+    lines.push(indent + line);
+  }
+  return lines;
 }
 
 /** The README's configuration table, rendered from `OPTIONS`. */
 export function configTable(): string {
   const rows = OPTIONS.map((o) => {
     const env = [o.env, ...(o.envAliases ?? [])].map((name) => `\`${name}\``).join(" or ");
-    const fallback = o.fallback === null ? "—" : `\`${o.fallback}\``;
+    const fallback = o.fallback === null || o.fallback === "" ? "—" : `\`${o.fallback}\``;
     return `| \`--${o.flag}\` | ${env} | ${fallback} | ${o.description} |`;
   });
   return ["| flag | environment | default | meaning |", "|---|---|---|---|", ...rows].join("\n");

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { configTable, helpText, OPTIONS, parseConfig } from "../lib/config.ts";
+import { type Config, configTable, helpText, OPTIONS, parseConfig } from "../lib/config.ts";
 
 Deno.test("config: defaults need no flags and no environment", () => {
   assert.deepEqual(parseConfig([], {}), {
@@ -38,7 +38,10 @@ Deno.test("config: defaults need no flags and no environment", () => {
       redisUrl: null,
       redisPrefix: "hubbub",
       nameLease: 30,
+      logFormat: "text",
+      logLevel: "info",
     },
+    warnings: [],
   });
 });
 
@@ -49,7 +52,7 @@ Deno.test("config: the cluster options take Redis URLs only, and keep a password
     assert.equal(ok.config.redisUrl, "redis://:pw@cache:6379/2");
     assert.equal(ok.config.nameLease, 10);
   }
-  const fromEnv = parseConfig([], { REDIS_URL: "rediss://cache:6380" });
+  const fromEnv = parseConfig([], { HUBBUB_REDIS_URL: "rediss://cache:6380" });
   assert.equal(fromEnv.kind === "config" && fromEnv.config.redisUrl, "rediss://cache:6380");
   const bad = parseConfig(["--redis-url", "http://user:secret@cache"], {});
   assert.equal(bad.kind, "error");
@@ -63,7 +66,7 @@ Deno.test("config: the cluster options take Redis URLs only, and keep a password
 
 Deno.test("config: a flag wins over its environment variable", () => {
   const result = parseConfig(["--port", "9001"], {
-    PORT: "9000",
+    HUBBUB_PORT: "9000",
     ALLOWED_ORIGINS: "https://a.example, https://b.example",
   });
   assert.equal(result.kind, "config");
@@ -75,7 +78,10 @@ Deno.test("config: a flag wins over its environment variable", () => {
 Deno.test("config: bad values are errors that name the option", async (t) => {
   const cases: [string[], Record<string, string>, RegExp][] = [
     [["--port", "http"], {}, /--port "http"/],
-    [[], { PORT: "70000" }, /PORT "70000": expected at most 65535/],
+    [[], { HUBBUB_PORT: "70000" }, /^Invalid HUBBUB_PORT "70000": expected at most 65535/],
+    [[], { PORT: "70000" }, /^Invalid PORT "70000": expected at most 65535/],
+    [["--log-format", "xml"], {}, /--log-format "xml": expected text or json/],
+    [[], { HUBBUB_LOG_LEVEL: "verbose" }, /HUBBUB_LOG_LEVEL "verbose"/],
     [["--max-message-bytes", "-5"], {}, /--max-message-bytes/],
     [["--allowed-origins", "chat.example"], {}, /--allowed-origins/],
     [["--api-key", "short"], {}, /--api-key.*16 characters/],
@@ -114,7 +120,7 @@ Deno.test("config: --help lists every option with its environment variable and d
   for (const option of OPTIONS) {
     assert.match(text, new RegExp(`--${option.flag} `));
     assert.match(text, new RegExp(`env: ${option.env}\\b`));
-    if (option.fallback !== null) {
+    if (option.fallback !== null && option.fallback !== "") {
       assert.ok(text.includes(`[default: ${option.fallback}]`), option.flag);
     }
   }
@@ -124,4 +130,115 @@ Deno.test("config: the README's table is the one the options render (run `deno t
   const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
   assert.ok(readme.includes(`\n${configTable()}\n`));
   for (const option of OPTIONS) assert.ok(readme.includes(`\`--${option.flag}\``), option.flag);
+});
+
+Deno.test("config: environment names are HUBBUB_*; PORT and the seed servers' names are aliases", () => {
+  const read = (env: Record<string, string>) => {
+    const result = parseConfig([], env);
+    assert.equal(result.kind, "config", JSON.stringify(result));
+    return (result as { config: Config }).config;
+  };
+  assert.equal(read({ HUBBUB_PORT: "9100" }).port, 9100);
+  assert.equal(read({ PORT: "9101" }).port, 9101);
+  assert.equal(read({ HUBBUB_PORT: "9102", PORT: "9103" }).port, 9102);
+  assert.equal(read({ HUBBUB_API_KEY: "k".repeat(16) }).apiKey, "k".repeat(16));
+  assert.equal(read({ HUBBUB_HOSTNAME: "127.0.0.1" }).hostname, "127.0.0.1");
+  assert.equal(read({ HUBBUB_MAX_CONNECTIONS: "7" }).maxConnections, 7);
+  assert.deepEqual(read({ ALLOWED_ORIGINS: "https://a.example" }).allowedOrigins, [
+    "https://a.example",
+  ]);
+  assert.equal(read({ JWT_SECRET: "s".repeat(16) }).jwtSecret, "s".repeat(16));
+  assert.equal(
+    read({ AUTHORIZER_URL: "https://auth.example" }).authorizerUrl,
+    "https://auth.example",
+  );
+  assert.equal(read({ BROADCASTING_KEY: "bk" }).broadcastingKey, "bk");
+  for (const option of OPTIONS) assert.match(option.env, /^HUBBUB_[A-Z_]+$/, option.flag);
+});
+
+Deno.test("config: HOSTNAME (set by Docker, Kubernetes and shells) is never read", () => {
+  for (const hostname of ["somepod", "10.99.99.99", "", "::1"]) {
+    const result = parseConfig([], { HOSTNAME: hostname });
+    assert.equal(result.kind, "config");
+    if (result.kind !== "config") return;
+    assert.equal(result.config.hostname, "0.0.0.0");
+    assert.deepEqual(result.warnings, [], "HOSTNAME is not a name hubbub used to read, either");
+  }
+  assert.ok(!helpText().includes("env: HOSTNAME"));
+});
+
+Deno.test("config: a name earlier versions read (API_KEY, REDIS_URL, …) is ignored with a warning", () => {
+  const result = parseConfig([], { API_KEY: "k".repeat(20), REDIS_URL: "redis://cache:6379" });
+  assert.equal(result.kind, "config");
+  if (result.kind !== "config") return;
+  assert.equal(result.config.apiKey, null);
+  assert.equal(result.config.redisUrl, null);
+  assert.deepEqual(result.warnings, [
+    "API_KEY is set but no longer read; hubbub reads HUBBUB_API_KEY",
+    "REDIS_URL is set but no longer read; hubbub reads HUBBUB_REDIS_URL",
+  ]);
+  // Set the new way too: nothing to warn about.
+  const both = parseConfig([], { API_KEY: "x", HUBBUB_API_KEY: "k".repeat(20) });
+  assert.deepEqual(both.kind === "config" && both.warnings, []);
+});
+
+Deno.test("config: the same port given to two listeners is an error naming both; port 0 never clashes", async (t) => {
+  const cases: [string[], Record<string, string>, RegExp][] = [
+    [
+      ["--dialect", "wschat=8080", "--dialect", "garinchat=8080"],
+      {},
+      /^Port 8080 is given twice, to --dialect wschat and to --dialect garinchat/,
+    ],
+    // Their default ports are the same.
+    [["--dialect", "wschat", "--dialect", "garinchat"], {}, /^Port 8080 is given twice/],
+    [
+      ["--port", "7000", "--dialect", "wsify=7000"],
+      {},
+      /^Port 7000 .* to --port and to --dialect wsify/,
+    ],
+    [["--dialect", "wsify=8000"], {}, /^Port 8000 .* to --port \(default\) and to --dialect wsify/],
+    [
+      [],
+      { HUBBUB_PORT: "3000", HUBBUB_DIALECTS: "wsify" },
+      /to HUBBUB_PORT and to HUBBUB_DIALECTS wsify/,
+    ],
+    [[], { PORT: "4567", HUBBUB_DIALECTS: "login-chat" }, /^Port 4567 .* to PORT and to/],
+  ];
+  for (const [args, env, pattern] of cases) {
+    await t.step(`${args.join(" ")} ${JSON.stringify(env)}`, () => {
+      const result = parseConfig(args, env);
+      assert.equal(result.kind, "error");
+      if (result.kind === "error") assert.match(result.message, pattern);
+    });
+  }
+  await t.step("port 0 twice, and distinct ports, are fine", () => {
+    const zero = parseConfig(["--port", "0", "--dialect", "wschat=0", "--dialect", "wsify=0"], {});
+    assert.equal(zero.kind, "config");
+    const distinct = parseConfig(["--dialect", "wschat=8080", "--dialect", "garinchat=8081"], {});
+    assert.equal(distinct.kind, "config");
+  });
+});
+
+Deno.test("config: --help puts no flag against its text, wraps at 80 columns, shows no empty default", () => {
+  const lines = helpText().split("\n");
+  for (const line of lines) assert.ok(line.length <= 80, `over 80 columns: ${line}`);
+  assert.ok(!helpText().includes("[default: ]"));
+  for (const option of OPTIONS) {
+    // The flag stands alone on its line; its description starts on the next, indented.
+    const at = lines.indexOf(`  --${option.flag} <value>`);
+    assert.ok(at >= 0, option.flag);
+    assert.match(lines[at + 1], /^ {6}\S/, option.flag);
+  }
+  assert.ok(lines.includes("  --max-channels-per-connection <value>"));
+});
+
+Deno.test("config: --log-format and --log-level", () => {
+  const result = parseConfig(["--log-format", "json", "--log-level", "warn"], {});
+  assert.ok(result.kind === "config");
+  assert.equal(result.config.logFormat, "json");
+  assert.equal(result.config.logLevel, "warn");
+  const fromEnv = parseConfig([], { HUBBUB_LOG_FORMAT: "json", HUBBUB_LOG_LEVEL: "debug" });
+  assert.ok(fromEnv.kind === "config");
+  assert.equal(fromEnv.config.logFormat, "json");
+  assert.equal(fromEnv.config.logLevel, "debug");
 });

@@ -37,7 +37,7 @@ Deno.test("process: --help lists the options and exits 0", async () => {
 Deno.test("process: bad configuration names the option and exits 2", async (t) => {
   const cases: [string[], Record<string, string>, RegExp][] = [
     [["--port", "eighty"], {}, /--port/],
-    [[], { MAX_MESSAGE_BYTES: "lots" }, /MAX_MESSAGE_BYTES/],
+    [[], { HUBBUB_MAX_MESSAGE_BYTES: "lots" }, /HUBBUB_MAX_MESSAGE_BYTES/],
     [["--nope"], {}, /--nope/],
   ];
   for (const [args, env, pattern] of cases) {
