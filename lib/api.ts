@@ -43,7 +43,10 @@ export function createApi(deps: ApiDeps): ApiHandler {
     z.strictObject({ messages: z.array(Message).min(1).max(MAX_BATCH) }),
   ]);
   const DisconnectBody = z.strictObject({ name: z.string().min(1).max(256) });
-  const keyDigest = deps.apiKey === null ? null : digest(deps.apiKey);
+  const apiKey = deps.apiKey;
+  // Hashed on first use, not here: an app stopped before it was ever asked (most tests) would
+  // leave the digest still running behind it.
+  let keyDigest: Promise<Uint8Array> | undefined;
 
   /** Parses a JSON body against `schema`, or says why not. */
   const body = async <T>(request: Request, schema: z.ZodType<T>): Promise<T | Response> => {
@@ -109,14 +112,14 @@ export function createApi(deps: ApiDeps): ApiHandler {
   };
 
   return async (request, pathname) => {
-    if (keyDigest === null) return jsonError(404, "not_found", "The API is off: set API_KEY");
+    if (apiKey === null) return jsonError(404, "not_found", "The API is off: set API_KEY");
     // /api/channels/lobby → route "channels", rest "lobby"
     const [, , section = "", ...rest] = pathname.split("/");
     const route = Object.hasOwn(routes, section) ? routes[section] : undefined;
     if (route === undefined || (rest.length > 0 && section !== "channels") || rest.length > 1) {
       return jsonError(404, "not_found", `No API route ${pathname}`);
     }
-    if (!(await bearerMatches(request, await keyDigest))) {
+    if (!(await bearerMatches(request, await (keyDigest ??= digest(apiKey))))) {
       return jsonError(401, "unauthorized", "Missing or wrong bearer key", {
         "www-authenticate": "Bearer",
       });

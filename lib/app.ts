@@ -39,6 +39,7 @@ import {
   route,
   type RoutedCommand,
 } from "./router.ts";
+import { createLogger, type Logger } from "./log.ts";
 import { createSession, type Session } from "./session.ts";
 import type { InboundFrame, Socket } from "./socket.ts";
 import type { Dialect, DialectContext } from "./dialect.ts";
@@ -84,8 +85,8 @@ export interface AppDeps {
   engine?: Engine;
   /** This node's id in the cluster; random by default. */
   nodeId?: string;
-  /** Where the app logs what operators should see; console.error by default. */
-  log?(message: string): void;
+  /** Where the app logs what operators should see; text lines at info level by default. */
+  log?: Logger;
   /** Readiness checks besides shutdown and cluster, e.g. whether the store can be written. */
   readiness?: readonly ReadinessCheck[];
 }
@@ -123,11 +124,14 @@ export interface App {
   readonly metrics: Metrics;
   /** How many WebSockets are open. */
   readonly connections: number;
+  /** The app's logger, for adapters to report what only they see. */
+  readonly log: Logger;
 }
 
 /** Creates the server for `config`. */
 export function createApp(config: Config, deps: AppDeps): App {
   const { clock } = deps;
+  const log = deps.log ?? createLogger({ format: "text", level: "info", now: clock.now });
   const metrics = createMetrics();
   const schemas = clientCommandSchemas(config.maxTextLength);
   const commandRate: Rate = { perSecond: config.rateLimit, burst: config.rateBurst };
@@ -149,6 +153,8 @@ export function createApp(config: Config, deps: AppDeps): App {
     timeoutMs: config.authorizerTimeoutMs,
     maxConcurrent: config.authorizerConcurrency,
     maxQueued: config.authorizerConcurrency * 16,
+    onDown: (reason) =>
+      log.limited("warn", "authorizer:down", "authorizer down; refusing what needs it", { reason }),
   });
   const gate = createGate({ jwt, authorizer, downCloseCode: CloseCode.TryAgainLater });
   /** Connections that must log in, by when they started waiting. */
@@ -171,7 +177,6 @@ export function createApp(config: Config, deps: AppDeps): App {
     limits: config,
   };
 
-  const log = deps.log ?? ((message: string) => console.error(message));
   const engine = deps.engine ?? createMemoryEngine();
   const cluster: Cluster | null = !engine.shared ? null : createCluster({
     engine,
@@ -289,6 +294,7 @@ export function createApp(config: Config, deps: AppDeps): App {
       bump(metrics.closes, closeLabel(code));
       hub.close(id, code, reason);
     }
+      if (!shuttingDown) logClose(session, code, reason);
     awaitingLogin.delete(id);
     lastActive.delete(id);
     dialectStates.delete(id);
@@ -298,6 +304,20 @@ export function createApp(config: Config, deps: AppDeps): App {
   };
 
   /** Counts a refused login; too many in a row end the connection. */
+  /** Logs a close the server chose: those an operator must see rate-limited at warn, the rest at debug. */
+  const logClose = (session: Session, code: number, reason: string) => {
+    const fields = {
+      conn: session.id,
+      ip: session.ip,
+      name: session.name ?? undefined,
+      code,
+      reason,
+    };
+    if (OPERATOR_CLOSES.has(code)) {
+      log.limited("warn", `close:${code}:${reason}`, "closed a connection", fields);
+    } else log.debug("closed a connection", fields);
+  };
+
   const loginFailed = (session: Session) => {
     if (++session.failedLogins >= MAX_FAILED_LOGINS) {
       end(session.id, CloseCode.Unauthorized, "Too many failed logins");
@@ -414,7 +434,7 @@ export function createApp(config: Config, deps: AppDeps): App {
       (result) => settle(session, result),
       (failure) => {
         metrics.internalErrors++;
-        console.error("hubbub: a gate check failed:", failure);
+        log.error("a gate check failed", { conn: session.id, error: describeError(failure) });
         end(session.id, CloseCode.InternalError, "Internal error");
       },
     );
@@ -443,7 +463,11 @@ export function createApp(config: Config, deps: AppDeps): App {
       },
       (failure) => {
         metrics.internalErrors++;
-        console.error(`hubbub: the ${session.dialect} dialect failed:`, failure);
+        log.error("a dialect failed", {
+          conn: session.id,
+          dialect: session.dialect,
+          error: describeError(failure),
+        });
         end(session.id, CloseCode.InternalError, "Internal error");
       },
     );
@@ -485,6 +509,7 @@ export function createApp(config: Config, deps: AppDeps): App {
   const sweep = () => {
     const now = clock.now();
     for (const id of expired(awaitingLogin, now, config.loginTimeout * 1000)) {
+    log.flush();
       end(id, CloseCode.LoginTimeout, "Login timeout");
     }
     if (config.idleTimeout > 0) {
@@ -521,6 +546,7 @@ export function createApp(config: Config, deps: AppDeps): App {
   const fetch = createHttpHandler({
     config,
     assets: ASSETS,
+    log,
     admit(ip) {
       const refusal = admission.admit(ip, clock.now());
       if (refusal) bump(metrics.refused, refusal.reason);
@@ -538,7 +564,21 @@ export function createApp(config: Config, deps: AppDeps): App {
     async dialectHttp(name, request, path) {
       const dialect = dialects.get(name);
       if (dialect?.http === undefined) return null;
-      return await dialect.http(dialectContext, request, path, (effects) => run(effects, 0));
+      const answer = await dialect.http(
+        dialectContext,
+        request,
+        path,
+        (effects) => run(effects, 0),
+      );
+      // A dialect's keyed endpoints (wsify's POST /broadcast?key=) answer a wrong key this way.
+      if (answer?.status === 401 || answer?.status === 403) {
+        log.limited("warn", `dialect-http:${name}`, "request refused: wrong or missing key", {
+          dialect: name,
+          status: answer.status,
+          path: path.slice(0, 200),
+        });
+      }
+      return answer;
     },
     api: createApi({
       apiKey: config.apiKey,
@@ -589,6 +629,7 @@ export function createApp(config: Config, deps: AppDeps): App {
       sessions.set(id, session);
       metrics.connectionsOpened++;
       hub.add(id, socket, dialectName);
+      log.debug("connection opened", { conn: id, ip: upgrade.ip, dialect: dialectName });
       openSockets++;
       let socketOpen = true;
       const dialect = dialects.get(dialectName);
@@ -649,6 +690,7 @@ export function createApp(config: Config, deps: AppDeps): App {
           if (sessions.has(id)) {
             bump(metrics.closes, closeLabel(code));
             end(id);
+            log.debug("the client closed its connection", { conn: id, code });
           }
           if (--openSockets === 0) { for (const resolve of idleWaiters.splice(0)) resolve(); }
         },
@@ -678,9 +720,26 @@ export function createApp(config: Config, deps: AppDeps): App {
       return sessions.size;
     },
   };
+    log,
 }
 
 /** The token verifier the configuration asks for, if any. */
+/**
+ * Closes that say something is wrong (a flood, a slow reader, a token run
+ * out, failed logins, a bug): logged at warn, rate-limited per code and reason.
+ */
+const OPERATOR_CLOSES: ReadonlySet<number> = new Set([
+  CloseCode.TooManyRequests,
+  CloseCode.TryAgainLater,
+  CloseCode.Unauthorized,
+  CloseCode.InternalError,
+]);
+
+/** An error for the log: its stack when it has one (never a request's content). */
+function describeError(error: unknown): string {
+  return error instanceof Error ? error.stack ?? error.message : String(error);
+}
+
 function jwtVerifierFor(config: Config): JwtVerifier | null {
   const options = {
     issuer: config.jwtIssuer ?? undefined,

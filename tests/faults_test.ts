@@ -412,8 +412,17 @@ Deno.test("faults: a slow consumer is closed with 1013; fast members get every m
       received++;
     }
   }
+  // The hub notices a stuck reader in a later task than the writes: on a busy machine fast may
+  // have read everything before that. Then the next frame fast gets must be slow's leave.
+  if (!slowLeft) {
+    const left = await fast.next();
+    assert.deepEqual(
+      [left.type, left.event, left.name],
+      ["presence", "leave", "slow"],
+      "the slow consumer was dropped and its channel told",
+    );
+  }
   // What this bounds in memory is measured against an uncapped reference by `deno task bench:slow`.
-  assert.ok(slowLeft, "the slow consumer was dropped and its channel told");
   assert.equal(server.app.metrics.slowConsumers, 1);
   assert.equal(await withTimeout(slow.readClose(), "the 1013 close", 10_000), 1013);
   await assertServes(server);
