@@ -446,7 +446,7 @@ export function createApp(config: Config, deps: AppDeps): App {
     const state = dialectStates.get(session.id);
     const result = typeof frame === "string"
       ? dialect.receive(dialectContext, session, state, frame)
-      : dialect.receiveBinary?.(dialectContext, session, state) ?? [];
+      : dialect.receiveBinary?.(dialectContext, session, state, frame.bytes) ?? [];
     if (Array.isArray(result)) return run(result, session.id);
     session.busy = true;
     result.then(
@@ -664,7 +664,7 @@ export function createApp(config: Config, deps: AppDeps): App {
           const now = clock.now();
           const tooBig = typeof frame === "string"
             ? exceedsUtf8Bytes(frame, config.maxMessageBytes)
-            : frame.byteLength > config.maxMessageBytes;
+            : frame.bytes.byteLength > config.maxMessageBytes;
           if (tooBig) {
             return end(id, CloseCode.MessageTooBig, `Message over ${config.maxMessageBytes} bytes`);
           }

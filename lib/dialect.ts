@@ -68,8 +68,13 @@ export interface Dialect<State = unknown> {
   ): { state: State; effects: Effect[] };
   /** One inbound text frame. Never throws on bad input: ignores it, answers it, or closes. */
   receive(ctx: DialectContext, session: Session, state: State, text: string): DialectResult;
-  /** A binary frame; default: ignored. */
-  receiveBinary?(ctx: DialectContext, session: Session, state: State): DialectResult;
+  /** One inbound binary frame; default: ignored. */
+  receiveBinary?(
+    ctx: DialectContext,
+    session: Session,
+    state: State,
+    bytes: Uint8Array,
+  ): DialectResult;
   /** Called about every 250 ms with the sessions of this dialect only, for its timers. */
   tick?(ctx: DialectContext, sessions: [Session, State][]): [SessionId, Effect[]][];
   /**

@@ -17,7 +17,7 @@ export interface Socket {
 }
 
 /** What an adapter hands the core for each inbound WebSocket frame. */
-export type InboundFrame = string | { binary: true; byteLength: number };
+export type InboundFrame = string | { binary: true; bytes: Uint8Array };
 
 /** A socket of a runtime with native publish/subscribe (Bun's uWebSockets topics). */
 export interface TopicSocket extends Socket {

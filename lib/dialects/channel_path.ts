@@ -14,6 +14,7 @@ import { CloseCode, type MessageFrame } from "../protocol.ts";
 import { foldName } from "../registry.ts";
 import { type Effect, enterChannel, exitChannel } from "../router.ts";
 import type { Session } from "../session.ts";
+import { decodeUtf8 } from "./_utf8.ts";
 
 const NAME = "channel-path";
 
@@ -97,6 +98,13 @@ export const channelPath: Dialect<ChannelPathState> = {
         return [];
     }
     return []; // other types are ignored
+  },
+
+  receiveBinary(ctx, session, state, bytes) {
+    // The original reads a binary frame as JSON text; bytes that are not UTF-8 are ignored
+    // like invalid JSON.
+    const text = decodeUtf8(bytes);
+    return text === null ? [] : channelPath.receive(ctx, session, state, text);
   },
 
   tick(ctx, sessions) {

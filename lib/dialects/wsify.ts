@@ -12,6 +12,7 @@ import { createHash } from "node:crypto";
 import { memberCount } from "../channels.ts";
 import type { Dialect, DialectContext } from "../dialect.ts";
 import { readBody } from "../http_util.ts";
+import { decodeUtf8 } from "./_utf8.ts";
 import { CHANNEL_PATTERN, CloseCode } from "../protocol.ts";
 import { type Effect, enterChannel, exitChannel } from "../router.ts";
 import type { Session } from "../session.ts";
@@ -72,6 +73,15 @@ export const wsify: Dialect<WsifyState> = {
       if (decision === "deny") return []; // dropped silently: wsify has no error frames
       return [{ kind: "close", code: CloseCode.TryAgainLater, reason: "Authorizer unavailable" }];
     });
+  },
+
+  receiveBinary(ctx, session, state, bytes) {
+    // The original reads a binary frame as JSON text; bytes that are not UTF-8 are invalid JSON.
+    const text = decodeUtf8(bytes);
+    if (text === null) {
+      return [{ kind: "close", code: CloseCode.Normal, reason: "Invalid message" }];
+    }
+    return wsify.receive(ctx, session, state, text);
   },
 
   tick(ctx, sessions) {

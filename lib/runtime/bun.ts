@@ -98,7 +98,8 @@ export function serveBun(app: App, options: ServeOptions): RunningServer {
       }),
       message: guard(app, (ws, message: string | Uint8Array) => {
         ws.data.connection?.message(
-          typeof message === "string" ? message : { binary: true, byteLength: message.byteLength },
+          // Bun hands each message a buffer of its own, so a frame may wait in a backlog as it is.
+          typeof message === "string" ? message : { binary: true, bytes: message },
         );
       }),
       close: guard(app, (ws, code: number) => {

@@ -129,7 +129,7 @@ function bindSocket(app: App, socket: WebSocket, upgrade: Upgrade): void {
   socket.onmessage = guard("message", (event: MessageEvent) => {
     const data = event.data;
     connection?.message(
-      typeof data === "string" ? data : { binary: true, byteLength: data.byteLength },
+      typeof data === "string" ? data : { binary: true, bytes: new Uint8Array(data) },
     );
   });
   socket.onclose = guard("close", (event: CloseEvent) => {

@@ -291,7 +291,7 @@ Deno.test("channel-path: invalid input is ignored and the connection stays usabl
     ["an object without type", { text: "x" }],
     ["an unknown type", { type: "shout", text: "x" }],
     ["a server-only type", { type: "connection", id: "other" }],
-    ["a binary frame", new Uint8Array([1, 2, 3])],
+    ["a binary frame that is not JSON", new Uint8Array([1, 2, 3])],
   ];
   try {
     for (const [name, frame] of cases) {

@@ -10,6 +10,7 @@ import { expectError, type Frame, openClient, type TestClient, withTimeout } fro
 import { Opcode, rawConnect } from "../_raw_ws.ts";
 import { oneWorld } from "../dialects/_one_world.ts";
 import { handshake, openOffering } from "../dialects/_handshake.ts";
+import { openDialectClient } from "../dialects/_client.ts";
 import { type SpawnedServer, spawnServer, TARGET } from "./_server.ts";
 
 const API_KEY = "behaviour-suite-api-key";
@@ -343,6 +344,24 @@ Deno.test(`behaviour (${TARGET}): wsify and channel-path echo the first subproto
         assert.match(status, /^HTTP\/1\.1 101/);
         assert.equal(headers.get("sec-websocket-protocol"), "a");
       });
+    }
+  });
+});
+
+Deno.test(`behaviour (${TARGET}): wsify and channel-path read a binary frame as JSON text`, async () => {
+  await withServer([], async (server) => {
+    const bytes = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));
+    const fy = await openDialectClient(`ws://127.0.0.1:${server.port}/compat/wsify/ws`);
+    const cp = await openDialectClient(`ws://127.0.0.1:${server.port}/compat/channel-path/a/b/c`);
+    try {
+      fy.send(bytes({ command: "join", args: { channel: "bin" } }));
+      fy.send(bytes({ command: "broadcast", args: { channel: "bin", content: "binary" } }));
+      assert.equal(await fy.nextText(), '"binary"');
+      assert.deepEqual(await cp.next(), { type: "connection", id: "c" });
+      cp.send(bytes({ type: "identity", user: "bin" }));
+      assert.equal(await cp.nextText(), '{"success":true,"type":"identity"}');
+    } finally {
+      await Promise.all([fy.close(), cp.close()]);
     }
   });
 });
