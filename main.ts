@@ -14,11 +14,13 @@ import { systemClock } from "./lib/clock.ts";
 import { parseConfig } from "./lib/config.ts";
 import { DIALECTS } from "./lib/dialects/index.ts";
 import { createRedisEngine } from "./lib/engine_redis.ts";
+import { createLogger } from "./lib/log.ts";
 import { probeReadiness } from "./lib/healthcheck.ts";
 import { CloseCode } from "./lib/protocol.ts";
 import { bunRuntime } from "./lib/runtime/bun.ts";
 import { denoRuntime } from "./lib/runtime/deno.ts";
-import type { Runtime } from "./lib/runtime/types.ts";
+import type { RunningServer, Runtime } from "./lib/runtime/types.ts";
+import { listenFailure, startupFields } from "./lib/startup.ts";
 import { VERSION } from "./lib/version.ts";
 
 /** How long shutdown waits for close handshakes (Deno Deploy kills at 5 s). */
@@ -47,10 +49,13 @@ if (result.kind === "help") {
   else console.error(`hubbub: ${line}`);
   runtime.exit(ok ? 0 : 1);
 } else if (result.kind === "error") {
-  console.error(`hubbub: ${result.message}\nRun with --help to see every option.`);
+  // One line: a supervisor's log shows the whole reason.
+  console.error(`hubbub: ${result.message} (run with --help to see every option)`);
   runtime.exit(2);
 }
 const config = result.config;
+const log = createLogger({ format: config.logFormat, level: config.logLevel });
+for (const warning of result.warnings) log.warn(warning);
 
 const app = createApp(config, {
   clock: systemClock,
@@ -59,35 +64,54 @@ const app = createApp(config, {
   residentBytes: runtime.residentBytes,
   hub: runtime.hub,
   dialects: DIALECTS,
+  log,
   engine: config.redisUrl === null
     ? undefined
     : createRedisEngine({ url: config.redisUrl, prefix: config.redisPrefix }),
 });
-const serve = (port: number, listener?: string) =>
-  runtime.serve(app, {
+/** Starts one listener, or ends the process with one line naming the option and the port. */
+const serve = (port: number, option: string, listener?: string): RunningServer => {
+  const started = runtime.serve(app, {
     port,
     hostname: config.hostname,
     pingTimeout: config.pingTimeout,
     limits: config,
     listener,
   });
-const server = serve(config.port);
-const servers = [server];
-console.log(
-  `hubbub ${VERSION} (${runtime.name}) listening on http://${
-    formatHost(server.hostname)
-  }:${server.port}/`,
+  if (!("listenError" in started)) return started;
+  log.error(listenFailure(started, { hostname: config.hostname, port, option }), {
+    option,
+    port,
+    hostname: config.hostname,
+    error: started.listenError,
+  });
+  return runtime.exit(2);
+};
+const server = serve(config.port, "--port");
+const dialectServers = [...config.dialects].map(([name, port]) =>
+  [name, serve(port, `--dialect ${name}=${port}`, name)] as const
 );
-for (const [name, port] of config.dialects) {
-  const listener = serve(port, name);
-  servers.push(listener);
-  console.log(
-    `hubbub: ${name} clients on http://${formatHost(listener.hostname)}:${listener.port}/`,
-  );
+const servers = [server, ...dialectServers.map(([, listener]) => listener)];
+const urlOf = (listener: RunningServer) =>
+  `http://${formatHost(listener.hostname)}:${listener.port}/`;
+// Logged once every listener is up: the first line is the one that says the server is ready.
+log.info(`hubbub ${VERSION} (${runtime.name}) listening on ${urlOf(server)}`, {
+  runtime: runtime.name,
+  version: VERSION,
+  url: urlOf(server),
+  dialects: dialectServers.map(([name, listener]) => `${name}=${urlOf(listener)}`).join(",") ||
+    undefined,
+  ...startupFields(config),
+});
+for (const [name, listener] of dialectServers) {
+  log.info(`${name} clients on ${urlOf(listener)}`, { dialect: name, url: urlOf(listener) });
 }
 
 runtime.onShutdownSignal(async (signal) => {
-  console.log(`hubbub: ${signal}, closing ${app.connections} connections`);
+  log.info(`${signal}: closing ${app.connections} connections`, {
+    signal,
+    connections: app.connections,
+  });
   app.shutdown(CloseCode.ServiceRestart, "Server restarting");
   // Let the close handshakes finish (shutting the listener first would send 1001),
   // but never wait on a peer that does not answer past the grace period.
@@ -97,6 +121,7 @@ runtime.onShutdownSignal(async (signal) => {
   clearTimeout(timer);
   await Promise.all(servers.map((listener) => listener.shutdown()));
   await app.stop();
+  log.info("stopped");
   runtime.exit(0);
 });
 

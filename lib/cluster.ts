@@ -15,6 +15,7 @@
  */
 import { type Channels, joinChannel, leaveChannel } from "./channels.ts";
 import type { Clock } from "./clock.ts";
+import type { Logger } from "./log.ts";
 import { type BusMessage, decodePayload, encodePayload } from "./cluster_bus.ts";
 import type { Claim, ClaimOutcome, Engine } from "./engine.ts";
 import { bump, type Metrics } from "./metrics.ts";
@@ -39,7 +40,7 @@ export interface ClusterOptions {
   /** An operator on another node kicked the holder of this folded name. */
   kick(key: string): void;
   /** Where cluster events are logged. */
-  log(message: string): void;
+  log: Logger;
 }
 
 /** This node's view of the cluster. */
@@ -87,6 +88,9 @@ export function createCluster(options: ClusterOptions): Cluster {
   let nextRemoteId: SessionId = -1;
   let outbox: BusMessage[] = [];
   let up = false;
+  /** Whether the engine has been connected once; until then, being down is told once. */
+  let everUp = false;
+  let toldUnreachable = false;
   let stopped = false;
 
   const ownerOf = (id: SessionId) => `${nodeId}:${id}`;
@@ -208,7 +212,10 @@ export function createCluster(options: ClusterOptions): Cluster {
       if (held.get(id) !== claim.key) continue;
       held.delete(id);
       metrics.cluster.namesLost++;
-      options.log(`hubbub: cluster: the name of session ${id} is held elsewhere now; ending it`);
+      options.log.warn("cluster: the name of a session is held on another node now; ending it", {
+        conn: id,
+        name: claim.key,
+      });
       options.nameLost(id);
     }
   };
@@ -219,11 +226,13 @@ export function createCluster(options: ClusterOptions): Cluster {
     const deadline = clock.now() - leaseMs;
     for (const [id, node] of nodes) {
       if (node.lastSeen >= deadline) continue;
-      options.log(`hubbub: cluster: node ${id} fell silent; its members leave`);
+      options.log.warn("cluster: a node fell silent; its members leave", { node: id });
       clearNode(node, true);
       nodes.delete(id);
     }
-    renew().catch((error) => options.log(`hubbub: cluster: renewing names failed: ${error}`));
+    renew().catch((error) =>
+      options.log.error("cluster: renewing names failed", { error: String(error) })
+    );
   };
   const stopBeat = clock.every(Math.max(1, Math.floor(leaseMs / 3)), beat);
 
@@ -249,22 +258,40 @@ export function createCluster(options: ClusterOptions): Cluster {
     up() {
       if (stopped) return;
       up = true;
-      options.log(`hubbub: cluster: connected (${engine.kind}), node ${nodeId}`);
+      everUp = true;
+      options.log.info(`cluster: connected to ${engine.kind}`, {
+        engine: engine.kind,
+        node: nodeId,
+      });
       // We could not tell who was alive while cut off: everyone gets a fresh lease.
       const now = clock.now();
       for (const node of nodes.values()) node.lastSeen = now;
       // What others missed of us, and what we missed of them.
       send({ t: "state", m: localState() });
       send({ t: "hello" });
-      renew().catch((error) => options.log(`hubbub: cluster: re-asserting names failed: ${error}`));
+      renew().catch((error) =>
+        options.log.error("cluster: re-asserting names failed", { error: String(error) })
+      );
     },
     down(reason) {
-      if (stopped || !up) return;
+      if (stopped) return;
+      if (!up) {
+        // Never connected yet: said once, then the engine keeps trying; `up` follows when it can.
+        if (!everUp && !toldUnreachable) {
+          toldUnreachable = true;
+          options.log.error(`cluster: cannot reach ${engine.kind}; serving locally, retrying`, {
+            engine: engine.kind,
+            reason,
+          });
+        }
+        return;
+      }
       up = false;
       metrics.cluster.disconnects++;
-      options.log(
-        `hubbub: cluster: lost the ${engine.kind} connection (${reason}); serving locally`,
-      );
+      options.log.error(`cluster: lost the ${engine.kind} connection; serving locally`, {
+        engine: engine.kind,
+        reason,
+      });
     },
   });
 

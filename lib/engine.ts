@@ -33,7 +33,10 @@ export interface EngineListener {
   message(payload: string): void;
   /** The engine is connected (again): anything published meanwhile was lost; resynchronize. */
   up(): void;
-  /** The engine lost its connection; `reason` is for the log. */
+  /**
+   * The engine lost its connection, or cannot connect (said again on each
+   * failed retry while down); `reason` is for the log.
+   */
   down(reason: string): void;
 }
 

@@ -95,6 +95,8 @@ export function createRedisEngine({ url, prefix }: RedisEngineOptions): Engine {
 
   const onError = (error: Error) => {
     lastError = error.message;
+    // Unreachable from the start: say so (the node logs it once); later errors surface as down/up.
+    if (!up && !stopped) listener?.down(lastError);
   };
   commands.on("error", onError);
   subscriber.on("error", onError);

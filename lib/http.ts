@@ -12,6 +12,7 @@ import type { Dialect } from "./dialect.ts";
 import type { Config } from "./config.ts";
 import type { Decision } from "./auth/webhook.ts";
 import { json, jsonError } from "./http_util.ts";
+import type { Logger } from "./log.ts";
 
 /** Returned instead of a Response when the request may become a WebSocket. */
 export interface Upgrade {
@@ -56,6 +57,8 @@ export interface HttpDeps {
   metricsText(): string;
   /** The names of the readiness checks failing now (e.g. "shutdown", "cluster"); empty: ready. */
   notReady(): string[];
+  /** Where refused upgrades and wrong API keys are logged (rate-limited). */
+  log: Logger;
 }
 
 /** Answers one HTTP request, or says it may be upgraded. */
@@ -81,21 +84,32 @@ export function createHttpHandler(deps: HttpDeps): HttpHandler {
     path: string,
   ): Promise<Response | Upgrade> => {
     const origin = request.headers.get("origin");
+    const ip = clientIp(config, request, info);
+    /** Logs a refused upgrade: at most one line per reason per window, with a count of the rest. */
+    const refused = (status: number, reason: string) =>
+      deps.log.limited(
+        reason === "shutting_down" ? "info" : "warn",
+        `upgrade:${reason}`,
+        "upgrade refused",
+        { status, reason, ip, dialect, origin: origin?.slice(0, 200) ?? undefined },
+      );
     // Browsers always send Origin; other clients may not, and cannot be hijacked by a page.
     if (
       config.allowedOrigins !== null && origin !== null && !config.allowedOrigins.includes(origin)
     ) {
+      refused(403, "forbidden_origin");
       return jsonError(403, "forbidden_origin", `Origin "${origin}" is not allowed`);
     }
-    const ip = config.trustProxy ? forwardedFor(request) ?? info.ip : info.ip;
     const refusal = deps.admit(ip);
     if (refusal !== null) {
+      refused(refusal.status, refusal.reason);
       return jsonError(refusal.status, refusal.reason, refusal.message, {
         "retry-after": String(refusal.retryAfterSeconds),
       });
     }
     const decision = await deps.authorizeUpgrade?.(request) ?? "allow";
     if (decision !== "allow") deps.release(ip);
+    if (decision !== "allow") refused(decision === "down" ? 503 : 403, `authorizer_${decision}`);
     if (decision === "down") {
       return jsonError(503, "authorizer_down", "The authorizer is unavailable", {
         "retry-after": "5",
@@ -166,7 +180,15 @@ export function createHttpHandler(deps: HttpDeps): HttpHandler {
     }
 
     if (pathname === "/api" || pathname.startsWith("/api/")) {
-      return await deps.api(request, pathname);
+      const answer = await deps.api(request, pathname);
+      if (answer.status === 401) {
+        deps.log.limited("warn", "api:unauthorized", "API request refused: wrong or missing key", {
+          status: 401,
+          ip: clientIp(config, request, info),
+          path: pathname.slice(0, 200),
+        });
+      }
+      return answer;
     }
 
     const asset = deps.assets.get(pathname);
@@ -194,6 +216,11 @@ function isUpgrade(request: Request): boolean {
 function firstSubprotocol(request: Request): string | undefined {
   const first = request.headers.get("sec-websocket-protocol")?.split(",")[0].trim();
   return first ? first : undefined;
+}
+
+/** The client's address: the peer's, or with --trust-proxy the one our proxy saw. */
+function clientIp(config: Config, request: Request, info: RequestInfo): string {
+  return config.trustProxy ? forwardedFor(request) ?? info.ip : info.ip;
 }
 
 /** The last X-Forwarded-For entry: the address our own proxy saw. */

@@ -10,6 +10,7 @@ import { type Clock, systemClock } from "../lib/clock.ts";
 import { type Config, parseConfig } from "../lib/config.ts";
 import type { Dialect } from "../lib/dialect.ts";
 import type { Engine } from "../lib/engine.ts";
+import { type Logger, silentLogger } from "../lib/log.ts";
 import { serveDeno } from "../lib/runtime/deno.ts";
 
 /** The configuration tests start from. */
@@ -38,7 +39,13 @@ export interface TestServer extends AsyncDisposable {
 /** Starts a server on a free port with `TEST_CONFIG` plus `overrides`. */
 export function startServer(
   overrides: Partial<Config> = {},
-  deps: { clock?: Clock; dialects?: readonly Dialect[]; engine?: Engine; nodeId?: string } = {},
+  deps: {
+    clock?: Clock;
+    dialects?: readonly Dialect[];
+    engine?: Engine;
+    nodeId?: string;
+    log?: Logger;
+  } = {},
 ): TestServer {
   const config = { ...TEST_CONFIG, ...overrides };
   const app = createApp(config, {
@@ -47,7 +54,7 @@ export function startServer(
     dialects: deps.dialects,
     engine: deps.engine,
     nodeId: deps.nodeId,
-    log: () => {},
+    log: deps.log ?? silentLogger,
   });
   const abort = new AbortController();
   const server = serveDeno(app, {

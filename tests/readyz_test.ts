@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { createApp } from "../lib/app.ts";
 import { systemClock } from "../lib/clock.ts";
 import { createMemoryCluster, type Engine, type EngineListener } from "../lib/engine.ts";
+import { silentLogger } from "../lib/log.ts";
 import { CloseCode } from "../lib/protocol.ts";
 import { startServer, TEST_CONFIG } from "./_helpers.ts";
 
@@ -64,7 +65,7 @@ Deno.test("readyz: a readiness check given to the app (the store's) is named whe
   const app = createApp(TEST_CONFIG, {
     clock: systemClock,
     version: "test",
-    log: () => {},
+    log: silentLogger,
     readiness: [{ name: "store", ready: () => writable }],
   });
   try {

@@ -1,12 +1,13 @@
 /** The Deno adapter's own duties: isolating bugs to one socket. */
 import assert from "node:assert/strict";
 import type { App } from "../lib/app.ts";
+import { createLogger } from "../lib/log.ts";
 import { createMetrics } from "../lib/metrics.ts";
 import { serveDeno } from "../lib/runtime/deno.ts";
 import { withTimeout } from "./_helpers.ts";
 
-/** An app whose message handler has a bug for the frame "boom". */
-function buggyApp(): App {
+/** An app whose message handler has a bug for the frame "boom"; what it logs goes to `logged`. */
+function buggyApp(logged: string[]): App {
   return {
     fetch: (_request, info) =>
       Promise.resolve({ upgrade: true, ip: info.ip, path: "/ws", search: "" }),
@@ -25,6 +26,11 @@ function buggyApp(): App {
     stop: () => Promise.resolve(),
     metrics: createMetrics(),
     connections: 0,
+    log: createLogger({
+      format: "text",
+      level: "debug",
+      write: (_level, line) => logged.push(line),
+    }),
   };
 }
 
@@ -48,16 +54,14 @@ function open(url: string) {
 
 Deno.test("runtime/deno: a throwing handler closes that socket with 1011, others carry on", async () => {
   const abort = new AbortController();
-  const server = serveDeno(buggyApp(), {
+  const logged: string[] = [];
+  const server = serveDeno(buggyApp(logged), {
     port: 0,
     hostname: "127.0.0.1",
     pingTimeout: 0,
     signal: abort.signal,
   });
   const url = `ws://127.0.0.1:${server.port}/ws`;
-  const logged: unknown[][] = [];
-  const consoleError = console.error;
-  console.error = (...args: unknown[]) => logged.push(args);
   try {
     const victim = open(url);
     const bystander = open(url);
@@ -67,13 +71,12 @@ Deno.test("runtime/deno: a throwing handler closes that socket with 1011, others
     bystander.socket.send("still there?");
     assert.equal(await withTimeout(bystander.next(), "the echo"), "echo:still there?");
     assert.ok(
-      logged.some((args) => String(args[0]).includes("message failed")),
+      logged.some((line) => line.includes("message handler failed") && line.includes("a bug")),
       "the bug is logged",
     );
     bystander.socket.close();
     await bystander.closed;
   } finally {
-    console.error = consoleError;
     abort.abort();
     await server.finished;
   }

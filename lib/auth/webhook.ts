@@ -21,6 +21,8 @@ export interface AuthorizerOptions {
   maxQueued: number;
   /** `fetch`, injectable for tests. */
   fetch?: typeof fetch;
+  /** Told why each call counted as down ("status 503", "timeout", …); for the log. */
+  onDown?(reason: string): void;
 }
 
 /** Asks the authorizer. */
@@ -48,9 +50,12 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
       });
       await response.body?.cancel();
       if (response.status === 200) return "allow";
-      return response.status >= 500 ? "down" : "deny";
+      if (response.status < 500) return "deny";
+      options.onDown?.(`status ${response.status}`);
+      return "down";
     } catch {
-      return "down"; // timeout or network error
+      options.onDown?.(abort.signal.aborted ? "timeout" : "unreachable");
+      return "down";
     } finally {
       clearTimeout(timer);
     }
@@ -61,7 +66,10 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
       // A finished call hands its slot straight to the next in line, so no
       // newcomer can slip in between and exceed maxConcurrent.
       if (inFlight >= options.maxConcurrent || waiting.length > 0) {
-        if (waiting.length >= options.maxQueued) return "down";
+        if (waiting.length >= options.maxQueued) {
+          options.onDown?.("too many calls waiting");
+          return "down";
+        }
         await new Promise<void>((resolve) => waiting.push(resolve));
       } else {
         inFlight++;

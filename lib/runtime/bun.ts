@@ -12,7 +12,7 @@ import { HARD_BACKLOG_FACTOR } from "../hub.ts";
 import { createTopicHub } from "../hub_topics.ts";
 import { CloseCode } from "../protocol.ts";
 import type { TopicSocket } from "../socket.ts";
-import type { RunningServer, Runtime, ServeOptions } from "./types.ts";
+import type { ListenError, RunningServer, Runtime, ServeOptions } from "./types.ts";
 
 /** The part of Bun's ServerWebSocket this adapter uses. */
 interface BunSocket {
@@ -135,7 +135,9 @@ function guard<A extends unknown[]>(app: App, handler: (ws: BunSocket, ...args: 
       handler(ws, ...args);
     } catch (error) {
       app.metrics.internalErrors++;
-      console.error("hubbub: a socket callback failed:", error);
+      app.log.error("a socket callback failed", {
+        error: error instanceof Error ? error.stack ?? error.message : String(error),
+      });
       try {
         ws.close(CloseCode.InternalError, "Internal error");
       } catch {
@@ -164,13 +166,28 @@ function adapt(ws: BunSocket): TopicSocket {
   };
 }
 
+/** Bun's errors from `Bun.serve` (Node-style `code`s), as a ListenError. */
+export function bunListenError(error: unknown, port: number): ListenError {
+  const detail = error instanceof Error ? error.message : String(error);
+  const code = (error as { code?: unknown } | null)?.code;
+  // Bun says EADDRINUSE for any failed listen, an unknown hostname included; port 0 is never in use.
+  if (code === "EADDRINUSE") return { listenError: port === 0 ? "other" : "in_use", detail };
+  if (code === "EACCES" || code === "EPERM") return { listenError: "denied", detail };
+  if (code === "EADDRNOTAVAIL") return { listenError: "unavailable", detail };
+  return { listenError: "other", detail };
+}
+
 /** The Bun runtime. */
 export const bunRuntime: Runtime = {
   name: "bun",
   args: () => bunProcess().argv.slice(2),
   env: () => ({ ...bunProcess().env }),
   serve(app, options) {
-    return serveBun(app, options);
+    try {
+      return serveBun(app, options);
+    } catch (error) {
+      return bunListenError(error, options.port);
+    }
   },
   hub: (options) =>
     createTopicHub(options, (topic, text) => {

@@ -8,7 +8,7 @@ import type { App, Connection } from "../app.ts";
 import type { Upgrade } from "../http.ts";
 import { CloseCode } from "../protocol.ts";
 import type { Socket } from "../socket.ts";
-import type { RunningServer, Runtime, ServeOptions } from "./types.ts";
+import type { ListenError, RunningServer, Runtime, ServeOptions } from "./types.ts";
 
 /** How long to wait before listening again after the listener failed (e.g. out of file descriptors). */
 const RELISTEN_DELAY_MS = 1000;
@@ -56,7 +56,7 @@ export function serveDeno(app: App, options: ServeOptions): RunningServer {
         // Deno's accept loop dies on errors like EMFILE; open sockets live on. Listen again.
         app.metrics.acceptErrors++;
         if (stopped || options.signal?.aborted) return finish();
-        console.error(`hubbub: the listener failed (${error}); listening again`);
+        app.log.error("the listener failed; listening again", { error: String(error) });
         failingSince ??= Date.now();
         setTimeout(relisten, RELISTEN_DELAY_MS);
       },
@@ -70,9 +70,9 @@ export function serveDeno(app: App, options: ServeOptions): RunningServer {
       failingSince = null;
     } catch (error) {
       if (Date.now() - (failingSince ?? Date.now()) > RELISTEN_GIVE_UP_MS) {
-        console.error(
-          `hubbub: cannot listen again (${error}); exiting so a supervisor restarts us`,
-        );
+        app.log.error("cannot listen again; exiting so a supervisor restarts us", {
+          error: String(error),
+        });
         Deno.exit(1);
       }
       setTimeout(relisten, RELISTEN_DELAY_MS);
@@ -119,7 +119,9 @@ function bindSocket(app: App, socket: WebSocket, upgrade: Upgrade): void {
       handler(event);
     } catch (error) {
       app.metrics.internalErrors++;
-      console.error(`hubbub: ${what} failed:`, error);
+      app.log.error(`a socket's ${what} handler failed`, {
+        error: error instanceof Error ? error.stack ?? error.message : String(error),
+      });
       adapted.close(CloseCode.InternalError, "Internal error");
     }
   };
@@ -142,12 +144,27 @@ function bindSocket(app: App, socket: WebSocket, upgrade: Upgrade): void {
   };
 }
 
+/** Deno's errors from `Deno.serve`, as a ListenError. */
+export function denoListenError(error: unknown): ListenError {
+  const detail = error instanceof Error ? error.message : String(error);
+  if (error instanceof Deno.errors.AddrInUse) return { listenError: "in_use", detail };
+  if (error instanceof Deno.errors.PermissionDenied) return { listenError: "denied", detail };
+  if (error instanceof Deno.errors.AddrNotAvailable) return { listenError: "unavailable", detail };
+  return { listenError: "other", detail };
+}
+
 /** The Deno runtime. */
 export const denoRuntime: Runtime = {
   name: "deno",
   args: () => [...Deno.args],
   env: () => Deno.env.toObject(),
-  serve: serveDeno,
+  serve(app, options) {
+    try {
+      return serveDeno(app, options);
+    } catch (error) {
+      return denoListenError(error);
+    }
+  },
   residentBytes: () => Deno.memoryUsage().rss,
   onShutdownSignal(handler) {
     let called = false;

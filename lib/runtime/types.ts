@@ -32,12 +32,21 @@ export interface RunningServer {
   readonly finished: Promise<void>;
 }
 
+/** Why a listener could not start: an expected failure, told in one line, never a stack trace. */
+export interface ListenError {
+  /** in_use: another process (or listener) has the port; denied: not allowed (ports below 1024); unavailable: no such local address. */
+  readonly listenError: "in_use" | "denied" | "unavailable" | "other";
+  /** What the runtime said. */
+  readonly detail: string;
+}
+
 /** A JavaScript runtime, as main.ts uses it. */
 export interface Runtime {
   readonly name: string;
   args(): string[];
   env(): Record<string, string | undefined>;
-  serve(app: App, options: ServeOptions): RunningServer;
+  /** Starts a listener, or says why it cannot. */
+  serve(app: App, options: ServeOptions): RunningServer | ListenError;
   /** The hub that suits this runtime; the coalescing hub when absent. */
   hub?: HubFactory;
   /** The process's resident memory in bytes. */
