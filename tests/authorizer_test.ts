@@ -32,8 +32,8 @@ interface AuthBody {
 /** How the stub answers one call. */
 interface Answer {
   status: number;
-  /** Milliseconds to wait before answering; cut short when the stub stops. */
-  delayMs?: number;
+  /** Answer only once the test releases held calls (or the stub stops): a check kept pending. */
+  hold?: boolean;
 }
 
 type Policy = (body: AuthBody) => Answer;
@@ -51,8 +51,12 @@ interface StubAuthorizer extends AsyncDisposable {
   readonly requests: { method: string; contentType: string | null }[];
   /** Decides each answer; may be swapped at any time. */
   policy: Policy;
+  /** How many calls have been answered. */
+  readonly answered: number;
   /** Resolves once `count` bodies have arrived. */
   received(count: number): Promise<void>;
+  /** Answers every held call. */
+  release(): void;
   /** The commands asked about since body `from`. */
   commandsSince(from: number): string[];
 }
@@ -62,20 +66,9 @@ function startAuthorizer(policy: Policy = allowAll, port = 0): StubAuthorizer {
   const bodies: AuthBody[] = [];
   const requests: { method: string; contentType: string | null }[] = [];
   const waiters: { count: number; resolve: () => void }[] = [];
-  /** Finishers of the delays in progress. */
-  const delays = new Set<() => void>();
-
-  /** Waits `ms`, or less when the stub stops; never leaks its timer. */
-  const delay = (ms: number) =>
-    new Promise<void>((resolve) => {
-      const finish = () => {
-        clearTimeout(timer);
-        delays.delete(finish);
-        resolve();
-      };
-      const timer = setTimeout(finish, ms);
-      delays.add(finish);
-    });
+  /** Releases the held calls. */
+  const held = new Set<() => void>();
+  let answered = 0;
 
   const server = Deno.serve({ port, hostname: "127.0.0.1", onListen() {} }, async (request) => {
     requests.push({ method: request.method, contentType: request.headers.get("content-type") });
@@ -86,7 +79,8 @@ function startAuthorizer(policy: Policy = allowAll, port = 0): StubAuthorizer {
       waiter.resolve();
     }
     const answer = stub.policy(body);
-    if (answer.delayMs) await delay(answer.delayMs);
+    if (answer.hold) await new Promise<void>((resolve) => held.add(resolve));
+    answered++;
     return new Response(JSON.stringify({ status: answer.status }), { status: answer.status });
   });
 
@@ -96,6 +90,9 @@ function startAuthorizer(policy: Policy = allowAll, port = 0): StubAuthorizer {
     bodies,
     requests,
     policy,
+    get answered() {
+      return answered;
+    },
     received(count) {
       if (bodies.length >= count) return Promise.resolve();
       const { promise, resolve } = Promise.withResolvers<void>();
@@ -105,8 +102,12 @@ function startAuthorizer(policy: Policy = allowAll, port = 0): StubAuthorizer {
     commandsSince(from) {
       return bodies.slice(from).map((body) => body.command);
     },
+    release() {
+      for (const resolve of held) resolve();
+      held.clear();
+    },
     async [Symbol.asyncDispose]() {
-      for (const finish of [...delays]) finish();
+      stub.release();
       await server.shutdown();
     },
   };
@@ -186,6 +187,16 @@ async function assertNothingElseFor(client: TestClient, channel: string): Promis
   assert.equal(frame.text, "marker");
 }
 
+/** Resolves once `check` holds, looked at after each task: state with no event of its own. */
+function until(what: string, check: () => boolean): Promise<void> {
+  return withTimeout(
+    (async () => {
+      while (!check()) await new Promise((resolve) => setTimeout(resolve, 0));
+    })(),
+    what,
+  );
+}
+
 const canonical = (name: string) =>
   name.split("-").map((part) => part.charAt(0).toUpperCase() + part.slice(1).toLowerCase())
     .join("-");
@@ -255,7 +266,7 @@ const UPGRADE_CASES: UpgradeCase[] = [
   },
   {
     name: "an answer slower than authorizerTimeoutMs is 503",
-    answer: { status: 200, delayMs: 2000 },
+    answer: { status: 200, hold: true },
     status: 503,
     code: "authorizer_down",
     config: { authorizerTimeoutMs: 150 },
@@ -277,15 +288,12 @@ Deno.test("authorizer: upgrades are refused with the exact status, and the serve
       let stub = down === null ? startAuthorizer(() => c.answer!) : null;
       try {
         await using server = serverFor({ url: down ?? stub!.url }, c.config);
-        const started = Date.now();
         const response = await upgrade(server);
         const retryAfter = response.headers.get("retry-after");
         await assertJsonError(response, c.status, c.code);
         if (c.status === 503) assert.equal(retryAfter, "5");
         else assert.equal(retryAfter, null);
-        if (c.answer?.delayMs) {
-          assert.ok(Date.now() - started < c.answer.delayMs, "refused before the stub answered");
-        }
+        if (c.answer?.hold) assert.equal(stub!.answered, 0, "refused before the stub answered");
         await assert.rejects(openClient(server.wsUrl), "a real WebSocket cannot open either");
         assert.equal(server.app.connections, 0);
         if (stub !== null) {
@@ -473,7 +481,7 @@ interface DownCase {
 const DOWN_CASES: DownCase[] = (["login", "join", "broadcast"] as const).flatMap((command) => [
   { command, answer: { status: 500 }, why: "500" },
   { command, answer: { status: 503 }, why: "503" },
-  { command, answer: { status: 200, delayMs: 2000 }, why: "a timeout" },
+  { command, answer: { status: 200, hold: true }, why: "a timeout" },
 ]);
 
 Deno.test("authorizer: a command the authorizer cannot answer closes the socket with 1013", async (t) => {
@@ -489,7 +497,7 @@ Deno.test("authorizer: a command the authorizer cannot answer closes the socket 
         assert.equal((await bob.next()).event, "join");
       }
       stub.policy = (body) => isAlices(body, c.command) ? c.answer : ALLOW;
-      const started = Date.now();
+      const answered = stub.answered;
       alice.send(
         c.command === "login"
           ? { type: "login", name: "alice" }
@@ -501,7 +509,7 @@ Deno.test("authorizer: a command the authorizer cannot answer closes the socket 
         code: CloseCode.TryAgainLater,
         reason: "Authorizer unavailable",
       });
-      if (c.answer.delayMs) assert.ok(Date.now() - started < c.answer.delayMs, "closed early");
+      if (c.answer.hold) assert.equal(stub.answered, answered, "closed before the stub answered");
       assert.deepEqual(alice.buffered, [], "no reply before the close");
 
       // No effect: bob hears at most alice leaving the channel she was in, never her command.
@@ -524,14 +532,21 @@ Deno.test("authorizer: a command the authorizer cannot answer closes the socket 
 });
 
 Deno.test("authorizer: commands sent back to back take effect in order while checks are pending", async () => {
-  await using stub = startAuthorizer(() => ({ status: 200, delayMs: 50 }));
+  await using stub = startAuthorizer();
   await using server = serverFor(stub);
   const alice = await server.connect();
+  stub.policy = () => ({ status: 200, hold: true });
   alice.send({ type: "login", name: "alice", ref: 1 });
   alice.send({ type: "ping", ref: 2 }); // needs no check, yet waits for the login's
   alice.send({ type: "join", channel: "x", ref: 3 });
   alice.send({ type: "broadcast", channel: "x", text: "first", ref: 4 });
   alice.send({ type: "broadcast", channel: "x", text: "second", ref: 5 });
+  // The login's check is answered only once the server has read every frame behind it.
+  await stub.received(2);
+  await until("the server to read all five frames", () => server.app.metrics.framesIn === 5);
+  assert.equal(stub.answered, 1, "the login's check is still pending");
+  stub.policy = allowAll;
+  stub.release();
   assert.deepEqual(await alice.next(), { type: "welcome", name: "alice", ref: 1 });
   assert.deepEqual(await alice.next(), { type: "pong", ref: 2 });
   assert.deepEqual(await alice.next(), {
