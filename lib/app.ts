@@ -21,14 +21,9 @@ import { type Cluster, createCluster } from "./cluster.ts";
 import { type ClaimOutcome, createMemoryEngine, type Engine } from "./engine.ts";
 import { bump, closeLabel, createMetrics, type Metrics, renderMetrics } from "./metrics.ts";
 import { parseClientFrame } from "./parse.ts";
-import {
-  clientCommandSchemas,
-  CloseCode,
-  NAME_PATTERN,
-  PROTOCOL_VERSION,
-  type ServerFrame,
-} from "./protocol.ts";
-import { createRegistry, foldName, ownerOf, type SessionId } from "./registry.ts";
+import { clientCommandSchemas, CloseCode, PROTOCOL_VERSION, type ServerFrame } from "./protocol.ts";
+import { checkName, nameKey } from "./names.ts";
+import { createRegistry, holderOf, ownerOf, type SessionId } from "./registry.ts";
 import {
   type Core,
   disconnect,
@@ -378,15 +373,15 @@ export function createApp(config: Config, deps: AppDeps): App {
     });
   };
 
-  /** The folded name a login must claim cluster-wide, or null when the router answers it alone. */
+  /** The name's key a login must claim cluster-wide, or null when the router answers it alone. */
   const clusterKeyOf = (session: Session, command: RoutedCommand): string | null => {
     if (command.type !== "login" || command.name === undefined || session.name !== null) {
       return null;
     }
-    const name = command.name.normalize("NFKC");
-    if (!NAME_PATTERN.test(name)) return null; // invalid_name
-    const key = foldName(name);
-    return core.registry.owners.has(key) ? null : key; // name_taken, here
+    const checked = checkName(command.name);
+    if (!checked.ok) return null; // invalid_name
+    // name_taken, here; a look-alike held on another node is only caught by its primary key.
+    return holderOf(core.registry, checked.name) === undefined ? nameKey(checked.name) : null;
   };
 
   const claimSettled = (
@@ -595,7 +590,7 @@ export function createApp(config: Config, deps: AppDeps): App {
           return true;
         }
         // Held on another node, maybe: that node removes it. The answer counts this node only.
-        cluster?.kick(foldName(name));
+        cluster?.kick(nameKey(name));
         return false;
       },
       channels: () => listChannels(core.channels),

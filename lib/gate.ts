@@ -8,7 +8,7 @@
  */
 import { channelMatcher, type JwtVerifier } from "./auth/jwt.ts";
 import type { Authorizer } from "./auth/webhook.ts";
-import { foldName } from "./registry.ts";
+import { checkName, foldName } from "./names.ts";
 import type { ClientCommand } from "./protocol.ts";
 import { type Effect, error, type RoutedCommand } from "./router.ts";
 import type { Session } from "./session.ts";
@@ -118,12 +118,16 @@ export function createGate(
           failedLogin: true,
         };
       }
-      // The name comes from the token, never from the client.
-      const login: RoutedCommand = {
-        type: "login",
-        name: verified.identity.name,
-        ref: command.ref,
-      };
+      // The name comes from the token, never from the client, and keeps to the same rules.
+      const checked = checkName(verified.identity.name);
+      if (!checked.ok) {
+        return {
+          kind: "reply",
+          effects: [error("invalid_name", `Token name refused: ${checked.reason}`, command.ref)],
+          failedLogin: true,
+        };
+      }
+      const login: RoutedCommand = { type: "login", name: checked.name, ref: command.ref };
       const result = await authorize(session, login);
       return result.kind === "route" ? { ...result, token: grantOf(verified.identity) } : result;
     },

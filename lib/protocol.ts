@@ -8,20 +8,18 @@
  * @module
  */
 import { z } from "zod";
+import { checkName } from "./names.ts";
 
 /** The protocol version announced in the `hello` frame. */
 export const PROTOCOL_VERSION = 1;
 
-/** User names: letters, digits, `_`, `.`, `-`; 1–32 code points after NFKC. */
-export const NAME_PATTERN = /^[\p{L}\p{N}_.-][\p{L}\p{M}\p{N}_.-]{0,31}$/u;
-
 /** Channel names: 1–64 ASCII letters, digits, `_`, `.`, `:`, `-`. */
 export const CHANNEL_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/;
 
-/** A user name as a client sends it. */
-export const Name = z.string().regex(NAME_PATTERN).meta({
+/** A user name as a client sends it; `checkName` (lib/names.ts) holds the rules. */
+export const Name = z.string().refine((name) => name.length <= 256 && checkName(name).ok).meta({
   description:
-    "1–32 letters, digits, `_`, `.`, `-`; unique, compared case-insensitively after NFKC",
+    "1–32 letters, digits, `_`, `.`, `-`, no invisible or control characters; unique, compared case-insensitively after NFKC and by look-alike skeleton",
 });
 
 /** A channel name. */

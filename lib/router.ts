@@ -15,7 +15,7 @@ import {
   memberNames,
 } from "./channels.ts";
 import type { ClientCommand, ErrorCode, MessageFrame, Ref, ServerFrame } from "./protocol.ts";
-import { NAME_PATTERN } from "./protocol.ts";
+import { checkName } from "./names.ts";
 import { claimName, type Registry, releaseName, type SessionId } from "./registry.ts";
 import type { Session } from "./session.ts";
 
@@ -139,9 +139,12 @@ function login(core: Core, session: Session, requested: string, ref: Ref | undef
   if (session.name !== null) {
     return [error("already_logged_in", `Already logged in as "${session.name}"`, ref)];
   }
-  // The schema checked the name as sent; NFKC can change its length or letters.
-  const name = requested.normalize("NFKC");
-  if (!NAME_PATTERN.test(name)) return [error("invalid_name", `Invalid name "${name}"`, ref)];
+  // Checked again whatever the schema or the gate checked: this is where a name gets claimed.
+  const checked = checkName(requested);
+  if (!checked.ok) {
+    return [error("invalid_name", `Invalid name "${clip(requested)}": ${checked.reason}`, ref)];
+  }
+  const name = checked.name;
   if (!claimName(core.registry, name, session.id)) {
     return [error("name_taken", `Name "${name}" is taken`, ref)];
   }
@@ -227,6 +230,11 @@ function leave(core: Core, session: Session, channel: string): Effect[] {
 
 function leaveAll(core: Core, session: Session): Effect[] {
   return [...session.channels].flatMap((channel) => leave(core, session, channel));
+}
+
+/** Shortens a name quoted in an error message. */
+function clip(text: string): string {
+  return text.length > 40 ? `${text.slice(0, 40)}…` : text;
 }
 
 function reply(frame: ServerFrame): Effect {

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { claimName, createRegistry, foldName, ownerOf, releaseName } from "../lib/registry.ts";
+import { foldName } from "../lib/names.ts";
+import { claimName, createRegistry, holderOf, ownerOf, releaseName } from "../lib/registry.ts";
 
 Deno.test("registry: a released name can be claimed by someone else", () => {
   const registry = createRegistry();
@@ -34,4 +35,17 @@ Deno.test("registry: releasing a session that holds nothing is harmless", () => 
   claimName(registry, "kept", 1);
   releaseName(registry, 2);
   assert.equal(ownerOf(registry, "kept"), 1);
+});
+
+Deno.test("registry: a look-alike of a held name cannot be claimed, and is free once released", () => {
+  const registry = createRegistry();
+  assert.ok(claimName(registry, "alice", 1));
+  assert.equal(claimName(registry, "\u0430lice", 2), false, "Cyrillic а");
+  assert.equal(holderOf(registry, "\u0430lice"), 1);
+  assert.ok(claimName(registry, "Tom", 3));
+  assert.equal(claimName(registry, "\u0422om", 4), false, "Cyrillic Т, alike only as a capital");
+  releaseName(registry, 1);
+  assert.equal(holderOf(registry, "alice"), undefined);
+  assert.equal(registry.keys.size, registry.keysOf.get(3)!.length, "no key of alice is left");
+  assert.ok(claimName(registry, "\u0430lice", 2));
 });

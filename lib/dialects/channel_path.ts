@@ -11,7 +11,7 @@ import { createHash } from "node:crypto";
 import { memberCount } from "../channels.ts";
 import type { Dialect, DialectContext } from "../dialect.ts";
 import { CloseCode, type MessageFrame } from "../protocol.ts";
-import { foldName } from "../registry.ts";
+import { nameKeys } from "../names.ts";
 import { type Effect, enterChannel, exitChannel } from "../router.ts";
 import type { Session } from "../session.ts";
 import { decodeUtf8 } from "./_utf8.ts";
@@ -153,8 +153,9 @@ function identify(
 
 /**
  * Whether another member of `channel` goes by `user`: the same string for
- * channel-path members (as in the original), the same folded name for
- * members of other protocols, so nobody can pose as a native user.
+ * channel-path members (as in the original), a colliding name (another
+ * case, or a look-alike) for members of other protocols, so nobody can pose
+ * as a native user.
  */
 function heldByAnother(
   ctx: DialectContext,
@@ -162,10 +163,13 @@ function heldByAnother(
   channel: string,
   user: string,
 ): boolean {
+  let keys: Set<string> | null = null;
   for (const [id, name] of ctx.channels.members.get(channel) ?? []) {
     if (id === session.id || name === "") continue;
     if (name === user) return true;
-    if (ctx.sessions.get(id)?.dialect !== NAME && foldName(name) === foldName(user)) return true;
+    if (ctx.sessions.get(id)?.dialect === NAME) continue;
+    const own = keys ??= new Set(nameKeys(user));
+    if (nameKeys(name).some((key) => own.has(key))) return true;
   }
   return false;
 }

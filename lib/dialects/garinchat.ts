@@ -16,6 +16,7 @@ import { createHash } from "node:crypto";
 import * as jose from "jose";
 import { memberCount } from "../channels.ts";
 import type { Dialect, DialectContext, DialectResult } from "../dialect.ts";
+import { checkName } from "../names.ts";
 import { CHANNEL_PATTERN, CloseCode, type MessageFrame } from "../protocol.ts";
 import { claimName, releaseName, type SessionId } from "../registry.ts";
 import { type Effect, enterChannel, exitChannel } from "../router.ts";
@@ -212,12 +213,17 @@ function join(
 ): Effect[] {
   if (state.phase === "auth") return violation("Authenticate first");
   if (state.phase !== "join") return violation("Already joined");
-  const { username, room } = fields;
+  const { room } = fields;
   if (
-    !exceedsUtf8Bytes(username, MIN_NAME_BYTES - 1) || !exceedsUtf8Bytes(room, MIN_NAME_BYTES - 1)
+    !exceedsUtf8Bytes(fields.username, MIN_NAME_BYTES - 1) ||
+    !exceedsUtf8Bytes(room, MIN_NAME_BYTES - 1)
   ) {
     return violation(`Username and room need at least ${MIN_NAME_BYTES} bytes`);
   }
+  // The original takes any string; names reach every protocol, so they keep to the native rules.
+  const checked = checkName(fields.username);
+  if (!checked.ok) return violation(`Invalid username: ${checked.reason}`);
+  const username = checked.name;
   const channel = roomChannel(room);
   if (memberCount(ctx.channels, channel) >= ctx.config.maxChannelMembers) {
     return [close(CloseCode.TryAgainLater, "Room is full")];

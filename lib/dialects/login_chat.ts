@@ -16,14 +16,12 @@
 import { type GlobalRoomState, openGlobalRoom } from "./_global_room.ts";
 import type { Dialect, DialectContext } from "../dialect.ts";
 import type { MessageFrame } from "../protocol.ts";
-import { claimName, foldName, releaseName } from "../registry.ts";
+import { checkName, foldName } from "../names.ts";
+import { claimName, releaseName } from "../registry.ts";
 import { type Effect, enterChannel, exitChannel } from "../router.ts";
 import type { Session } from "../session.ts";
 
 const NAME = "login-chat";
-
-/** The longest username, in UTF-16 code units (the original has no limit; names reach every protocol). */
-export const MAX_USERNAME_LENGTH = 64;
 
 /** The `value` of each `error` frame, by cause. */
 export const ERRORS = {
@@ -89,20 +87,22 @@ function login(
   username: unknown,
 ): Effect[] {
   const failure = [reply("login_failure", username)];
-  if (typeof username !== "string" || username === "" || username.length > MAX_USERNAME_LENGTH) {
-    return failure;
-  }
+  if (typeof username !== "string") return failure;
+  // The original takes any string; names reach every protocol, so they keep to the native rules.
+  const checked = checkName(username);
+  if (!checked.ok) return failure;
+  const { name } = checked;
   const previous = session.name;
   // Like the original, a name is taken even when it is this connection's own.
-  if (previous !== null && foldName(previous) === foldName(username)) return failure;
+  if (previous !== null && foldName(previous) === foldName(name)) return failure;
   releaseName(ctx.registry, session.id);
-  if (!claimName(ctx.registry, username, session.id)) {
+  if (!claimName(ctx.registry, name, session.id)) {
     // Synchronous, so nobody can have taken the old name meanwhile.
     if (previous !== null) claimName(ctx.registry, previous, session.id);
     return failure;
   }
-  session.name = username;
-  return [...rename(ctx, session, state, username), reply("logged_in", username)];
+  session.name = name;
+  return [...rename(ctx, session, state, name), reply("logged_in", username)];
 }
 
 /** `logout`: frees the connection's own name only; the answer is the same either way. */

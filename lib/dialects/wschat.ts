@@ -15,6 +15,7 @@
 import * as jose from "jose";
 import { type GlobalRoomState, openGlobalRoom } from "./_global_room.ts";
 import type { Dialect, DialectContext } from "../dialect.ts";
+import { checkName } from "../names.ts";
 import type { MessageFrame } from "../protocol.ts";
 import type { Effect } from "../router.ts";
 
@@ -75,8 +76,9 @@ export const wschat: Dialect<WschatState> = {
 };
 
 /**
- * Reads a client message: a JSON object whose `usr` and `msg` are strings
- * no longer than `maxLength`; null for anything else.
+ * Reads a client message: a JSON object whose `usr` follows the name rules
+ * and whose `msg` is a string no longer than `maxLength`; null for anything
+ * else. `usr` comes back in the form every protocol shows (NFKC).
  */
 function parseMessage(text: string, maxLength: number): Parsed | null {
   let value: unknown;
@@ -90,10 +92,14 @@ function parseMessage(text: string, maxLength: number): Parsed | null {
   if (typeof usr !== "string" || typeof msg !== "string") return null;
   // Native clients get these as a name and a text, so they keep to the native limits.
   if (usr.length > maxLength || msg.length > maxLength) return null;
+  // It becomes a native `from`: the same rules as every other name, so none is invisible or spoofs.
+  const name = checkName(usr);
+  if (!name.ok) return null;
   // The token stays here; a client-sent `tim` is replaced by the server's, at the end.
   const fields = Object.fromEntries(
     Object.entries(value).filter(([key]) => key !== "jwt" && key !== "tim"),
   ) as Parsed["fields"];
+  fields.usr = name.name;
   return { fields, jwt };
 }
 

@@ -579,3 +579,34 @@ Deno.test("garinchat: with allowed origins, another origin gets 403 before the u
   assert.equal(await client.nextText(), joinText("alice", 1));
   await assert.rejects(h.connect("/", "https://evil.example.com"));
 });
+
+Deno.test("garinchat: a username follows the native name rules, look-alikes included", async (t) => {
+  await using h = harness();
+  const nat = await h.native("alice");
+  const refused: [string, string, number][] = [
+    ["an invisible mark", "bob\u034F", 1008],
+    ["a right-to-left override", "\u202Ebob", 1008],
+    ["NUL", "bob\u0000", 1008],
+    ["HTML", "<b>bob</b>", 1008],
+    ["60,000 characters", "b".repeat(60_000), 1008],
+    ["Hangul fillers only", "\u3164\u3164\u3164", 1008],
+    ["a look-alike of a native name (Cyrillic а)", "\u0430lice", 4409],
+    ["the native name in capitals", "ALICE", 4409],
+  ];
+  for (const [i, [what, username, code]] of refused.entries()) {
+    await t.step(what, async () => {
+      const client = await h.connect();
+      const done = h.handled();
+      client.send({ type: "auth", body: await token() });
+      await done;
+      client.send({ type: "join", username, room: `names${i}` });
+      assert.equal((await client.closed).code, code);
+    });
+  }
+  await t.step("a name in another script that only looks different is fine", async () => {
+    const [client, own] = await h.member("\u0410\u043B\u0438\u0441\u0430", "names-ok");
+    assert.equal(own, joinText("\u0410\u043B\u0438\u0441\u0430", 1));
+    await client.close();
+  });
+  await nat.close();
+});

@@ -131,7 +131,8 @@ Deno.test("wschat: the object comes back as sent, tim replaced and last", async 
       { usr: "u", jwt: "x.y.z", msg: "m" },
       `{"usr":"u","msg":"m","tim":"${TIM}"}`,
     ],
-    ["empty strings are messages too", { usr: "", msg: "" }, `{"usr":"","msg":"","tim":"${TIM}"}`],
+    ["an empty msg is a message too", { usr: "u", msg: "" }, `{"usr":"u","msg":"","tim":"${TIM}"}`],
+    ["usr as every protocol shows it (NFKC)", { usr: "\uFF55", msg: "m" }, out("u", "m")],
   ];
   for (const [name, frame, expected] of cases) {
     await t.step(name, async () => {
@@ -159,6 +160,11 @@ Deno.test("wschat: invalid JSON or a wrong shape is dropped and the connection s
     ["msg an object", { usr: "u", msg: { text: "m" } }],
     ["msg over --max-text-length", { usr: "u", msg: "12345678901" }],
     ["usr over --max-text-length", { usr: "12345678901", msg: "m" }],
+    // usr becomes a native name, so it keeps to the name rules.
+    ["usr empty", { usr: "", msg: "m" }],
+    ["usr with a space", { usr: "a b", msg: "m" }],
+    ["usr with an invisible mark", { usr: "u\u034F", msg: "m" }],
+    ["usr with a bidi override", { usr: "u\u202Ex", msg: "m" }],
     ["a binary frame", new Uint8Array([123, 125])],
   ];
   for (const [name, frame] of cases) {
