@@ -119,6 +119,8 @@ export function createJwtVerifier(options: JwtOptions): JwtVerifier {
           currentDate: new Date(now),
           requiredClaims: ["exp"],
         });
+        const badTime = badTimeClaim(payload);
+        if (badTime !== null) return badTime;
         const name = typeof payload.name === "string" ? payload.name : payload.sub;
         if (typeof name !== "string" || name === "") {
           return { ok: false, code: "unauthorized", message: "Token has no name or sub claim" };
@@ -140,7 +142,8 @@ export function createJwtVerifier(options: JwtOptions): JwtVerifier {
         };
       } catch (error) {
         if (error instanceof jose.errors.JWTExpired) {
-          return { ok: false, code: "token_expired", message: "Token has expired" };
+          return badTimeClaim(error.payload) ??
+            { ok: false, code: "token_expired", message: "Token has expired" };
         }
         if (error instanceof jose.errors.JOSEError) {
           return { ok: false, code: "unauthorized", message: `Token refused: ${describe(error)}` };
@@ -153,6 +156,32 @@ export function createJwtVerifier(options: JwtOptions): JwtVerifier {
       }
     },
   };
+}
+
+/** The claims that hold a time, in seconds since the epoch. */
+const TIME_CLAIMS = ["exp", "nbf", "iat"] as const;
+
+/** The furthest a JavaScript `Date` reaches either side of the epoch, in milliseconds. */
+const MAX_DATE_MS = 8.64e15;
+
+/**
+ * Refuses a token whose `exp`, `nbf` or `iat` is not a time a `Date` can
+ * hold (`1e300`, a huge negative): jose compares them as numbers and lets
+ * them pass, and turning one into a date later would throw.
+ */
+function badTimeClaim(payload: jose.JWTPayload): Verified | null {
+  for (const claim of TIME_CLAIMS) {
+    const value = payload[claim];
+    if (value === undefined) continue;
+    if (typeof value !== "number" || !(Math.abs(value * 1000) <= MAX_DATE_MS)) {
+      return {
+        ok: false,
+        code: "unauthorized",
+        message: `Token claim "${claim}" is not a valid time`,
+      };
+    }
+  }
+  return null;
 }
 
 /** A short reason for a refused token, without echoing the token. */
