@@ -170,6 +170,7 @@ export function createApp(config: Config, deps: AppDeps): App {
     messageId: () => `${bootId}-${(++messageSeq).toString(36)}`,
     now: clock.now,
     limits: config,
+    tokensRequired: jwt !== null,
   };
 
   const engine = deps.engine ?? createMemoryEngine();

@@ -75,7 +75,11 @@ export function clientCommandSchemas(maxTextLength: number) {
       },
       "Send a message to every member of a channel, the sender included",
     ),
-    channels: command("channels", {}, "List the channels and their member counts"),
+    channels: command(
+      "channels",
+      {},
+      "List the channels and their member counts (after a login when the server requires tokens)",
+    ),
     ping: command("ping", {}, "Ask for a pong"),
   } as const;
 }

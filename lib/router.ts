@@ -62,6 +62,8 @@ export interface Core {
     readonly maxChannelsPerConnection: number;
     readonly maxChannelMembers: number;
   };
+  /** Logins need a token: then `channels` needs a login too, so strangers learn nothing. */
+  readonly tokensRequired?: boolean;
 }
 
 /** Applies `command` from `session` and returns the frames to send. */
@@ -71,6 +73,9 @@ export function route(core: Core, session: Session, command: RoutedCommand): Eff
     case "ping":
       return [reply({ type: "pong", ref })];
     case "channels":
+      if (core.tokensRequired && session.name === null) {
+        return [error("not_logged_in", 'Log in before "channels"', ref)];
+      }
       return [reply({ type: "channels", channels: listChannels(core.channels), ref })];
     case "login":
       if (command.name === undefined) return [error("bad_request", 'Missing field "name"', ref)];

@@ -1,5 +1,7 @@
 /**
- * Token edge cases over real sockets: time claims no date can hold.
+ * Token edge cases over real sockets: time claims no date can hold, and
+ * what a connection may learn before it logs in on a server that requires
+ * tokens.
  */
 import assert from "node:assert/strict";
 import * as jose from "jose";
@@ -85,5 +87,39 @@ Deno.test("auth: a refresh token whose exp, nbf or iat is no date is unauthorize
       type: "refreshed",
       expires: new Date((NOW_S + 900) * 1000).toISOString(),
     });
+  });
+});
+
+Deno.test("auth: channels needs a login when the server requires tokens", async () => {
+  await using server = jwtServer();
+  const alice = await server.connect();
+  alice.send({ type: "login", token: await signJson(`{"name":"alice","exp":${NOW_S + 600}}`) });
+  assert.equal((await alice.next()).type, "welcome");
+  await alice.join("board-meeting");
+  const stranger = await server.connect();
+  stranger.send({ type: "channels", ref: "peek" });
+  const refused = await stranger.next();
+  assert.equal(refused.type, "error");
+  assert.equal(refused.code, "not_logged_in");
+  assert.equal(refused.ref, "peek");
+  assert.doesNotMatch(JSON.stringify(refused), /board-meeting/);
+  await assertOpen(stranger);
+  stranger.send({ type: "login", token: await signJson(`{"name":"bob","exp":${NOW_S + 600}}`) });
+  assert.equal((await stranger.next()).type, "welcome");
+  stranger.send({ type: "channels" });
+  assert.deepEqual(await stranger.next(), {
+    type: "channels",
+    channels: [{ name: "board-meeting", members: 1 }],
+  });
+});
+
+Deno.test("auth: on an open server channels still works before login", async () => {
+  await using server = startServer();
+  await server.user("alice", "lobby");
+  const stranger = await server.connect();
+  stranger.send({ type: "channels" });
+  assert.deepEqual(await stranger.next(), {
+    type: "channels",
+    channels: [{ name: "lobby", members: 1 }],
   });
 });
