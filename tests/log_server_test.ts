@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import * as jose from "jose";
 import { createManualClock } from "../lib/clock.ts";
+import { wsify } from "../lib/dialects/wsify.ts";
 import { createLogger, type Level } from "../lib/log.ts";
 import { startServer } from "./_helpers.ts";
 
@@ -187,4 +188,30 @@ Deno.test("logs: an authorizer that is down is logged with why, and so is the up
     ),
   );
   assert.ok(!captured.text().includes("hunter2") && !captured.text().includes("abc123"));
+});
+
+Deno.test("logs: a wrong key on wsify's POST /broadcast is logged without the key", async () => {
+  const clock = createManualClock(START);
+  const captured = capturedLog(clock.now);
+  await using server = startServer({ broadcastingKey: "the-right-broadcasting-key" }, {
+    clock,
+    dialects: [wsify],
+    log: captured.log,
+  });
+  for (const key of ["wrong-broadcasting-key-1", "the-right-broadcasting-key"]) {
+    const response = await fetch(`${server.url}/compat/wsify/broadcast?key=${key}`, {
+      method: "POST",
+      body: JSON.stringify({ channel: "lobby", content: "broadcast text 51ce" }),
+    });
+    await response.body?.cancel();
+  }
+  const refused = captured.entries().filter((entry) =>
+    entry.msg === "request refused: wrong or missing key"
+  );
+  assert.deepEqual(refused.map(({ dialect, status, path }) => ({ dialect, status, path })), [
+    { dialect: "wsify", status: 403, path: "/broadcast" },
+  ]);
+  for (const secret of ["wrong-broadcasting-key-1", "the-right-broadcasting-key", "51ce"]) {
+    assert.ok(!captured.text().includes(secret), secret);
+  }
 });
