@@ -112,7 +112,9 @@ export function createApi(deps: ApiDeps): ApiHandler {
   };
 
   return async (request, pathname) => {
-    if (apiKey === null) return jsonError(404, "not_found", "The API is off: set API_KEY");
+    if (apiKey === null) {
+      return jsonError(404, "not_found", "The API is off: set HUBBUB_API_KEY or --api-key");
+    }
     // /api/channels/lobby → route "channels", rest "lobby"
     const [, , section = "", ...rest] = pathname.split("/");
     const route = Object.hasOwn(routes, section) ? routes[section] : undefined;
