@@ -61,6 +61,8 @@ export interface Config {
   compatChannel: string;
   /** The key of wsify's `POST /broadcast?key=`; null: that endpoint is off. */
   broadcastingKey: string | null;
+  /** HS256/384/512 secret of GarinChat's `auth` tokens; null: GarinChat uses hubbub's JWT settings. */
+  garinchatJwtSecret: string | null;
   /** The Redis that nodes of a cluster share; null: a lone node, everything in memory. */
   redisUrl: string | null;
   /** The prefix of every Redis key and channel, so clusters can share one Redis. */
@@ -321,10 +323,20 @@ export const OPTIONS = [
     schema: z.string().min(1),
   }),
   option({
+    key: "garinchatJwtSecret",
+    flag: "garinchat-jwt-secret",
+    env: "HUBBUB_GARINCHAT_JWT_SECRET",
+    envAliases: ["JWT_DECODE_SECRET"],
+    fallback: null,
+    description:
+      "GarinChat only: verify its auth tokens with this HS256/384/512 secret, 16+ characters (default: the --jwt-* settings)",
+    schema: z.string().min(16, "expected at least 16 characters"),
+  }),
+  option({
     key: "jwtSecret",
     flag: "jwt-secret",
     env: "HUBBUB_JWT_SECRET",
-    envAliases: ["JWT_SECRET", "JWT_DECODE_SECRET"],
+    envAliases: ["JWT_SECRET"],
     fallback: null,
     description: "Require login tokens signed with this HS256/384/512 secret (16+ characters)",
     schema: z.string().min(16, "expected at least 16 characters"),
@@ -578,6 +590,7 @@ const SECRET_OPTIONS = new Set<keyof Config>([
   "apiKey",
   "jwtSecret",
   "broadcastingKey",
+  "garinchatJwtSecret",
   "redisUrl",
 ]);
 

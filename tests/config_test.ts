@@ -23,6 +23,7 @@ Deno.test("config: defaults need no flags and no environment", () => {
       loginTimeout: 30,
       idleTimeout: 0,
       trustProxy: false,
+      garinchatJwtSecret: null,
       jwtSecret: null,
       jwtPublicKey: null,
       jwksUrl: null,
@@ -107,7 +108,7 @@ Deno.test("config: bad values are errors that name the option", async (t) => {
 
 Deno.test("config: the login deadline is 5 s with JWT and 30 s without; aliases are read", () => {
   const plain = parseConfig([], {});
-  const jwt = parseConfig([], { JWT_DECODE_SECRET: "s".repeat(32) });
+  const jwt = parseConfig([], { JWT_SECRET: "s".repeat(32) });
   assert.ok(plain.kind === "config" && jwt.kind === "config");
   assert.equal(plain.config.loginTimeout, 30);
   assert.equal(jwt.config.loginTimeout, 5);

@@ -7,7 +7,7 @@
  *
  * @example
  * ```sh
- * deno task start --dialect garinchat=8080 --jwt-secret "$JWT_DECODE_SECRET"
+ * deno task start --dialect garinchat=8080 --garinchat-jwt-secret "$JWT_DECODE_SECRET"
  * ```
  *
  * @module
@@ -15,6 +15,7 @@
 import { createHash } from "node:crypto";
 import * as jose from "jose";
 import { memberCount } from "../channels.ts";
+import type { JwtVerifier } from "../auth/jwt.ts";
 import type { Dialect, DialectContext, DialectResult } from "../dialect.ts";
 import { checkName } from "../names.ts";
 import { CHANNEL_PATTERN, CloseCode, type MessageFrame } from "../protocol.ts";
@@ -41,7 +42,7 @@ export const RATE_WINDOW_MS = 1000;
 /** The shortest username and room, in UTF-8 bytes. */
 export const MIN_NAME_BYTES = 3;
 
-/** The only algorithms the original's JWT_DECODE_SECRET can verify. */
+/** The only algorithms the original's JWT_DECODE_SECRET (our `--garinchat-jwt-secret`) can verify. */
 const HMAC_ALGORITHMS = ["HS256", "HS384", "HS512"];
 
 /** Where a connection is in GarinChat's auth → join → chat sequence. */
@@ -52,6 +53,8 @@ export interface GarinChatState {
   phase: Phase;
   /** When the running deadline started: the connect for `auth`, the auth for `join`. */
   since: number;
+  /** Who its token says it is (`sub:…`, else `name:…`); null before auth or for a token naming nobody. */
+  identity: string | null;
   /** The username and core channel, once joined. */
   username: string;
   channel: string;
@@ -104,6 +107,7 @@ export const garinchat: Dialect<GarinChatState> = {
       state: {
         phase: "auth",
         since: now,
+        identity: null,
         username: "",
         channel: "",
         windowStart: now,
@@ -173,34 +177,63 @@ export const garinchat: Dialect<GarinChatState> = {
 /** `auth`: verifies the token; the connection then has `JOIN_TIMEOUT_MS` to join. */
 function authenticate(ctx: DialectContext, state: GarinChatState, token: string): DialectResult {
   if (state.phase !== "auth") return violation("Already authenticated");
-  const secret = ctx.config.jwtSecret;
-  if (secret === null) return [close(CloseCode.Unauthorized, "No JWT secret is configured")];
+  // GarinChat's own secret when set; otherwise the tokens native logins take, so one identity
+  // provider can serve both. Never the other way round: the secret is GarinChat's alone.
+  const secret = ctx.config.garinchatJwtSecret;
+  const { jwt } = ctx;
+  if (secret === null && jwt === null) {
+    return [close(CloseCode.Unauthorized, "No JWT secret is configured")];
+  }
   if (token === "") return [close(CloseCode.Unauthorized, "Missing token")];
-  return verify(token, secret, ctx.now()).then((valid) => {
+  const checked = secret !== null
+    ? verifyWithSecret(token, secret, ctx.now())
+    : verifyLikeLogin(token, jwt!, ctx.now());
+  return checked.then((verified) => {
     const now = ctx.now();
     // The token must be accepted, not merely sent, within the auth deadline.
     const late = overdue(state, now);
     if (late !== null) return late;
-    if (!valid) return [close(CloseCode.Unauthorized, "Invalid token")];
+    if (!verified.ok) return [close(CloseCode.Unauthorized, "Invalid token")];
     state.phase = "join";
     state.since = now;
+    state.identity = verified.identity;
     resetWindow(state, now);
     return [];
   });
 }
 
-/** Whether `token` is an HS256/384/512 JWT signed with `secret` whose `exp`/`nbf` (if any) hold. */
-async function verify(token: string, secret: string, now: number): Promise<boolean> {
+/** A checked token: whether it holds, and whom it names. */
+type Verified = { ok: false } | { ok: true; identity: string | null };
+
+/** Checks an HS256/384/512 JWT signed with `secret` whose `exp`/`nbf` (if any) hold, as the original. */
+async function verifyWithSecret(token: string, secret: string, now: number): Promise<Verified> {
   try {
-    await jose.jwtVerify(token, new TextEncoder().encode(secret), {
+    const { payload } = await jose.jwtVerify(token, new TextEncoder().encode(secret), {
       algorithms: HMAC_ALGORITHMS,
       currentDate: new Date(now),
     });
-    return true;
+    return { ok: true, identity: identityOf(payload) };
   } catch (error) {
-    if (error instanceof jose.errors.JOSEError) return false;
+    if (error instanceof jose.errors.JOSEError) return { ok: false };
     throw error;
   }
+}
+
+/** Checks a token as a native login would (`--jwt-*`: key, issuer, audience, `exp`). */
+async function verifyLikeLogin(token: string, jwt: JwtVerifier, now: number): Promise<Verified> {
+  const result = await jwt.verify(token, now);
+  // Verified, so its claims can be read as they are.
+  return result.ok ? { ok: true, identity: identityOf(jose.decodeJwt(token)) } : { ok: false };
+}
+
+/**
+ * Whom a verified token names: its `sub` (unique at its issuer), else its
+ * `name`; null when it has neither. Tagged so that a `sub` never equals a `name`.
+ */
+function identityOf(payload: jose.JWTPayload): string | null {
+  if (typeof payload.sub === "string" && payload.sub !== "") return `sub:${payload.sub}`;
+  if (typeof payload.name === "string" && payload.name !== "") return `name:${payload.name}`;
+  return null;
 }
 
 /** `join`: claims the username, enters the room's channel and announces it to all, joiner included. */

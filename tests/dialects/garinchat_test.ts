@@ -56,7 +56,8 @@ function harness(overrides: Partial<Config> = {}): Harness {
       return result;
     },
   };
-  const server = startServer({ jwtSecret: SECRET, ...overrides }, {
+  // GarinChat's own secret, and the same one for native logins (see `native` below).
+  const server = startServer({ garinchatJwtSecret: SECRET, jwtSecret: SECRET, ...overrides }, {
     clock,
     dialects: [observed],
   });
@@ -287,7 +288,7 @@ Deno.test("garinchat: auth accepts HS256/384/512 tokens of the secret, exp and n
 });
 
 Deno.test("garinchat: without a JWT secret every auth is refused with 4401", async () => {
-  await using h = harness({ jwtSecret: null });
+  await using h = harness({ garinchatJwtSecret: null, jwtSecret: null });
   const client = await h.connect();
   client.send({ type: "auth", body: await token() });
   assert.deepEqual(await client.closed, { code: 4401, reason: "No JWT secret is configured" });
@@ -300,7 +301,8 @@ Deno.test("garinchat: the original's env names JWT_DECODE_SECRET and ALLOWED_ORI
   });
   assert.equal(result.kind, "config");
   if (result.kind !== "config") return;
-  assert.equal(result.config.jwtSecret, SECRET);
+  assert.equal(result.config.garinchatJwtSecret, SECRET);
+  assert.equal(result.config.jwtSecret, null, "GarinChat's secret is not hubbub's");
   assert.deepEqual(result.config.allowedOrigins, [
     "https://chat.example.com",
     "https://www.example.com",
