@@ -289,8 +289,8 @@ export function createApp(config: Config, deps: AppDeps): App {
     else {
       bump(metrics.closes, closeLabel(code));
       hub.close(id, code, reason);
-    }
       if (!shuttingDown) logClose(session, code, reason);
+    }
     awaitingLogin.delete(id);
     lastActive.delete(id);
     dialectStates.delete(id);
@@ -299,7 +299,6 @@ export function createApp(config: Config, deps: AppDeps): App {
     if (!shuttingDown) run(disconnect(core, session), id);
   };
 
-  /** Counts a refused login; too many in a row end the connection. */
   /** Logs a close the server chose: those an operator must see rate-limited at warn, the rest at debug. */
   const logClose = (session: Session, code: number, reason: string) => {
     const fields = {
@@ -314,6 +313,7 @@ export function createApp(config: Config, deps: AppDeps): App {
     } else log.debug("closed a connection", fields);
   };
 
+  /** Counts a refused login; too many in a row end the connection. */
   const loginFailed = (session: Session) => {
     if (++session.failedLogins >= MAX_FAILED_LOGINS) {
       end(session.id, CloseCode.Unauthorized, "Too many failed logins");
@@ -504,8 +504,8 @@ export function createApp(config: Config, deps: AppDeps): App {
 
   const sweep = () => {
     const now = clock.now();
-    for (const id of expired(awaitingLogin, now, config.loginTimeout * 1000)) {
     log.flush();
+    for (const id of expired(awaitingLogin, now, config.loginTimeout * 1000)) {
       end(id, CloseCode.LoginTimeout, "Login timeout");
     }
     if (config.idleTimeout > 0) {
@@ -541,8 +541,8 @@ export function createApp(config: Config, deps: AppDeps): App {
   };
   const fetch = createHttpHandler({
     config,
-    assets: ASSETS,
     log,
+    assets: ASSETS,
     admit(ip) {
       const refusal = admission.admit(ip, clock.now());
       if (refusal) bump(metrics.refused, refusal.reason);
@@ -624,8 +624,8 @@ export function createApp(config: Config, deps: AppDeps): App {
       const { id } = session;
       sessions.set(id, session);
       metrics.connectionsOpened++;
-      hub.add(id, socket, dialectName);
       log.debug("connection opened", { conn: id, ip: upgrade.ip, dialect: dialectName });
+      hub.add(id, socket, dialectName);
       openSockets++;
       let socketOpen = true;
       const dialect = dialects.get(dialectName);
@@ -685,8 +685,8 @@ export function createApp(config: Config, deps: AppDeps): App {
           socketOpen = false;
           if (sessions.has(id)) {
             bump(metrics.closes, closeLabel(code));
-            end(id);
             log.debug("the client closed its connection", { conn: id, code });
+            end(id);
           }
           if (--openSockets === 0) { for (const resolve of idleWaiters.splice(0)) resolve(); }
         },
@@ -715,11 +715,10 @@ export function createApp(config: Config, deps: AppDeps): App {
     get connections() {
       return sessions.size;
     },
-  };
     log,
+  };
 }
 
-/** The token verifier the configuration asks for, if any. */
 /**
  * Closes that say something is wrong (a flood, a slow reader, a token run
  * out, failed logins, a bug): logged at warn, rate-limited per code and reason.
@@ -736,6 +735,7 @@ function describeError(error: unknown): string {
   return error instanceof Error ? error.stack ?? error.message : String(error);
 }
 
+/** The token verifier the configuration asks for, if any. */
 function jwtVerifierFor(config: Config): JwtVerifier | null {
   const options = {
     issuer: config.jwtIssuer ?? undefined,
