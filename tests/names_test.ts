@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import * as jose from "jose";
 import { CONFUSABLES_VERSION } from "../lib/_confusables.ts";
+import { createMemoryCluster } from "../lib/engine.ts";
 import { checkName, foldName, nameKey, namesCollide, skeleton } from "../lib/names.ts";
 import { startServer } from "./_helpers.ts";
 
@@ -248,5 +249,19 @@ Deno.test("names: a token's name claim follows the same rules", async () => {
     assert.equal(reply.code, code, what);
     assert.equal(reply.ref, what);
     await client.close();
+  }
+});
+
+Deno.test("names: in a cluster, a lowercase look-alike held on another node is name_taken", async () => {
+  const cluster = createMemoryCluster();
+  await using a = startServer({}, { engine: cluster.engine(), nodeId: "a" });
+  await using b = startServer({}, { engine: cluster.engine(), nodeId: "b" });
+  await a.user("alice");
+  const mallory = await b.connect();
+  for (const name of ["\u0430lice", "a1ice", "ALICE"]) {
+    mallory.send({ type: "login", name, ref: name });
+    const reply = await mallory.next();
+    assert.equal(reply.code, "name_taken", `${name}: ${JSON.stringify(reply)}`);
+    assert.equal(reply.ref, name);
   }
 });
