@@ -208,21 +208,62 @@ Deno.test("hub: sockets held and released at random get every frame, in order, w
   });
   const ids = sockets.map((_, i) => i + 1);
   let ref = 0;
-  // A poll timer that multiplied itself made each round twice as slow as the last.
-  await withTimeout(
-    (async () => {
-      for (let round = 0; round < 100; round++) {
-        for (const socket of sockets) socket.bufferedAmount = random() < 0.5 ? HOLD_BYTES : 0;
-        const burst = Math.floor(random() * MAX_BATCH_FRAMES * 2.5);
-        for (let k = 0; k < burst; k++) hub.publish("c", ids, pong(ref++));
-        await new Promise((resolve) => setTimeout(resolve, random() < 0.5 ? 0 : 2));
-      }
-      for (const socket of sockets) socket.bufferedAmount = 0;
-      while (received.some((frames) => frames.length < ref)) await nextTask();
-    })(),
-    "every frame to every socket",
-  );
+  // A poll timer that multiplied itself once made each round twice as slow as the last: count
+  // the timers waiting at once instead of timing the rounds.
+  const timers = countTimers();
+  try {
+    await withTimeout(
+      (async () => {
+        for (let round = 0; round < 100; round++) {
+          for (const socket of sockets) socket.bufferedAmount = random() < 0.5 ? HOLD_BYTES : 0;
+          const burst = Math.floor(random() * MAX_BATCH_FRAMES * 2.5);
+          for (let k = 0; k < burst; k++) hub.publish("c", ids, pong(ref++));
+          // Either this task or one after the hub's 1 ms poll: different interleavings.
+          await new Promise((resolve) => setTimeout(resolve, random() < 0.5 ? 0 : 2));
+          assertFewTimers(timers.peak);
+        }
+        for (const socket of sockets) socket.bufferedAmount = 0;
+        while (received.some((frames) => frames.length < ref)) await nextTask();
+      })(),
+      "every frame to every socket",
+      60_000,
+    );
+  } finally {
+    timers.restore();
+  }
   const expected = Array.from({ length: ref }, (_, i) => i);
   for (const frames of received) assert.deepEqual(frames, expected);
+  assertFewTimers(timers.peak);
   hub.stop();
 });
+
+/** One of each at most: the hub's flush, held-poll and backlog-check timers, the test's pause and
+ * withTimeout's bound. */
+function assertFewTimers(peak: number) {
+  assert.ok(peak <= 5, `${peak} timers waiting at once`);
+}
+
+/** Counts the timers waiting at once (set, neither fired nor cleared) until `restore()`. */
+function countTimers() {
+  const { setTimeout: set, clearTimeout: clear } = globalThis;
+  const waiting = new Set<ReturnType<typeof setTimeout>>();
+  const counter = { peak: 0, restore };
+  globalThis.setTimeout = ((callback: () => void, ms?: number) => {
+    const id = set(() => {
+      waiting.delete(id);
+      callback();
+    }, ms);
+    waiting.add(id);
+    counter.peak = Math.max(counter.peak, waiting.size);
+    return id;
+  }) as typeof setTimeout;
+  globalThis.clearTimeout = ((id?: ReturnType<typeof setTimeout>) => {
+    if (id !== undefined) waiting.delete(id);
+    clear(id);
+  }) as typeof clearTimeout;
+  function restore() {
+    globalThis.setTimeout = set;
+    globalThis.clearTimeout = clear;
+  }
+  return counter;
+}
