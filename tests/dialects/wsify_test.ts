@@ -257,6 +257,9 @@ Deno.test("wsify: joins over the core's limits are ignored silently", async () =
   try {
     command(client, "join", { channel: "one" });
     command(client, "join", { channel: "two" });
+    // Its own broadcast coming back proves both joins were handled before sender's frames are.
+    command(client, "broadcast", { channel: "one", content: "joined" });
+    assert.equal(await client.nextText(), '"joined"');
     command(sender, "broadcast", { channel: "two", content: "two" });
     command(sender, "broadcast", { channel: "one", content: "one" });
     assert.equal(await client.nextText(), '"one"');
