@@ -218,6 +218,8 @@ export function createApp(config: Config, deps: AppDeps): App {
     messageId: core.messageId,
     jwt,
     authorizer,
+    stateOf: (id) => dialectStates.get(id),
+    end: (id, code, reason) => end(id, code, reason),
   };
 
   /** Publishes to a channel's members on this node and counts the deliveries; returns how many. */

@@ -38,6 +38,13 @@ export interface DialectContext {
   readonly jwt: JwtVerifier | null;
   /** The authorizer webhook (`--authorizer-url`); null without one. */
   readonly authorizer: Authorizer | null;
+  /** The dialect state of session `id` (check its `dialect` first); undefined once it has ended. */
+  stateOf(id: SessionId): unknown;
+  /**
+   * Ends another session at once: its socket closes with `code` and
+   * `reason`, and it leaves its channels (with presence) and frees its name.
+   */
+  end(id: SessionId, code: number, reason: string): void;
 }
 
 /** The outcome of one inbound frame: effects now, or later (after a token check or webhook). */

@@ -19,7 +19,7 @@ import type { JwtVerifier } from "../auth/jwt.ts";
 import type { Dialect, DialectContext, DialectResult } from "../dialect.ts";
 import { checkName } from "../names.ts";
 import { CHANNEL_PATTERN, CloseCode, type MessageFrame } from "../protocol.ts";
-import { claimName, releaseName, type SessionId } from "../registry.ts";
+import { claimName, holderOf, releaseName, type SessionId } from "../registry.ts";
 import { type Effect, enterChannel, exitChannel } from "../router.ts";
 import type { Session } from "../session.ts";
 import { exceedsUtf8Bytes } from "../utf8.ts";
@@ -258,9 +258,15 @@ function join(
   if (!checked.ok) return violation(`Invalid username: ${checked.reason}`);
   const username = checked.name;
   const channel = roomChannel(room);
-  if (memberCount(ctx.channels, channel) >= ctx.config.maxChannelMembers) {
+  const replaced = earlierSelf(ctx, session, state, username);
+  const leaving = replaced !== undefined && ctx.sessions.get(replaced)!.channels.has(channel)
+    ? 1
+    : 0;
+  if (memberCount(ctx.channels, channel) - leaving >= ctx.config.maxChannelMembers) {
     return [close(CloseCode.TryAgainLater, "Room is full")];
   }
+  // Its room hears the old connection leave, then the new one join.
+  if (replaced !== undefined) ctx.end(replaced, CloseCode.Conflict, "Logged in elsewhere");
   // One registry for every protocol, so nobody chats under a name someone else holds.
   if (!claimName(ctx.registry, username, session.id)) {
     return [close(CloseCode.Conflict, "Username is taken")];
@@ -275,6 +281,29 @@ function join(
   const totalUsers = memberCount(ctx.channels, channel);
   effects.push({ kind: "raw", text: encodeFrame({ type: "join", username, totalUsers }) });
   return effects;
+}
+
+/**
+ * The GarinChat connection holding `username` (or a name colliding with it)
+ * under the same verified identity as this one, if any: the same user back
+ * from the browser's back/forward cache, whose old page still holds its
+ * socket open. The newer connection takes the name over. A name no token
+ * proves, or another identity's, stays first come, first served. In a
+ * cluster only a holder on this node can be replaced; one on another node
+ * keeps the name (see docs/dialects/garinchat.md).
+ */
+function earlierSelf(
+  ctx: DialectContext,
+  session: Session,
+  state: GarinChatState,
+  username: string,
+): SessionId | undefined {
+  if (state.identity === null) return undefined;
+  const holder = holderOf(ctx.registry, username);
+  if (holder === undefined || holder === session.id) return undefined;
+  if (ctx.sessions.get(holder)?.dialect !== NAME) return undefined;
+  const held = ctx.stateOf(holder) as GarinChatState | undefined;
+  return held?.identity === state.identity ? holder : undefined;
 }
 
 /** `message`: to everyone in the room but the sender; an empty body is ignored. */
