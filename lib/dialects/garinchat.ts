@@ -23,6 +23,7 @@ import { claimName, holderOf, releaseName, type SessionId } from "../registry.ts
 import { type Effect, enterChannel, exitChannel } from "../router.ts";
 import type { Session } from "../session.ts";
 import { exceedsUtf8Bytes } from "../utf8.ts";
+import { decodeUtf8 } from "./_utf8.ts";
 
 /** The dialect's name in flags, paths and origins. */
 const NAME = "garinchat";
@@ -139,11 +140,10 @@ export const garinchat: Dialect<GarinChatState> = {
     }
   },
 
-  receiveBinary(ctx, _session, state) {
-    // The core does not hand over the bytes, so a binary frame cannot be read as JSON.
-    const now = ctx.now();
-    if (!countFrame(state, now)) return [close(CloseCode.TooManyRequests, "Rate limit exceeded")];
-    return [close(CloseCode.UnsupportedData, "Binary frames are not supported")];
+  receiveBinary(ctx, session, state, bytes) {
+    // The original parses a binary frame's JSON like a text frame's. Bytes that are not UTF-8
+    // go through the same checks as "" (deadlines, rate limit), which is invalid JSON too.
+    return garinchat.receive(ctx, session, state, decodeUtf8(bytes) ?? "");
   },
 
   tick(ctx, sessions) {

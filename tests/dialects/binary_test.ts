@@ -1,12 +1,14 @@
 /**
- * Binary frames in wsify and channel-path: both originals read a binary
- * frame's payload as JSON text, so hubbub does too; bytes that are not
- * UTF-8 count as invalid JSON (wsify closes with 1000, channel-path ignores
- * them).
+ * Binary frames in wsify, channel-path and GarinChat: their originals read
+ * a binary frame's payload as JSON text, so hubbub does too; bytes that are
+ * not UTF-8 count as invalid JSON (wsify closes with 1000, channel-path
+ * ignores them, GarinChat closes with 1008).
  */
 import assert from "node:assert/strict";
+import * as jose from "jose";
 import { createManualClock } from "../../lib/clock.ts";
 import { channelPath } from "../../lib/dialects/channel_path.ts";
+import { garinchat } from "../../lib/dialects/garinchat.ts";
 import { wsify } from "../../lib/dialects/wsify.ts";
 import { CloseCode } from "../../lib/protocol.ts";
 import { startServer, type TestServer } from "../_helpers.ts";
@@ -103,6 +105,24 @@ Deno.test("binary: channel-path ignores a binary frame that is not UTF-8 or not 
     client.send(new Uint8Array([1, 2, 3]));
     client.send({ type: "identity", user: "" }); // always fails: its answer must be the next frame
     assert.equal(await client.nextText(), '{"success":false,"type":"identity"}');
+  } finally {
+    await client.close();
+  }
+});
+
+Deno.test("binary: garinchat reads a binary frame as JSON text, as its original does", async () => {
+  const secret = "garinchat-binary-secret-0123456";
+  await using server = startServer({ rateBurst: 100_000, garinchatJwtSecret: secret }, {
+    clock: createManualClock(Date.UTC(2026, 0, 1)),
+    dialects: [garinchat],
+  });
+  const client = await open(server, "garinchat/");
+  try {
+    const token = await new jose.SignJWT({}).setProtectedHeader({ alg: "HS256" })
+      .sign(new TextEncoder().encode(secret));
+    client.send(bytes({ type: "auth", body: token }));
+    client.send(bytes({ type: "join", username: "binny", room: "bin" }));
+    assert.equal(await client.nextText(), '{"type":"join","username":"binny","totalUsers":1}');
   } finally {
     await client.close();
   }

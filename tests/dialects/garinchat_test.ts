@@ -396,7 +396,8 @@ Deno.test("garinchat: every violation closes with a code and a reason", async (t
     ["a type in other case", "connected", { type: "AUTH", body: valid }, 1008, "Unknown type"],
     ["join before auth", "connected", { type: "join", username: "abc", room: "abc" }, 1008],
     ["message before auth", "connected", { type: "message", body: "hi" }, 1008],
-    ["a binary frame", "connected", new Uint8Array([123, 125]), 1003],
+    ["a binary frame without a type", "connected", new Uint8Array([123, 125]), 1008],
+    ["a binary frame that is not UTF-8", "connected", new Uint8Array([0xff]), 1008, "Invalid JSON"],
     [
       "message before join (kills the original)",
       "authenticated",
