@@ -68,8 +68,11 @@ export function serveBun(app: App, options: ServeOptions): RunningServer {
   const server = bun().serve({
     port: options.port,
     hostname: options.hostname,
+    // Never Bun's development error page (stack frames, the working directory, source lines),
+    // whatever NODE_ENV says; `error` below answers what escapes `fetch`.
+    development: false,
     async fetch(request: Request, server: BunServer) {
-      const answer = await app.fetch(request, {
+      const answer = await app.fetch(withAbsoluteUrl(request, server), {
         ip: server.requestIP(request)?.address ?? "",
         listener: options.listener,
       });
@@ -81,6 +84,17 @@ export function serveBun(app: App, options: ServeOptions): RunningServer {
       if (server.upgrade(request, { data: { upgrade: answer }, headers })) return undefined;
       app.abandon(answer);
       return new Response("Bad WebSocket upgrade", { status: 400 });
+    },
+    // A bug while answering a request: a plain 500, the details in the log only.
+    error(error: unknown) {
+      app.metrics.internalErrors++;
+      app.log.limited("error", "http:internal", "answering a request failed", {
+        error: error instanceof Error ? error.stack ?? error.message : String(error),
+      });
+      return new Response("Internal Server Error", {
+        status: 500,
+        headers: { "content-type": "text/plain; charset=utf-8" },
+      });
     },
     websocket: {
       // uWebSockets enforces these while reading, fragments included: an
@@ -126,6 +140,19 @@ export function serveBun(app: App, options: ServeOptions): RunningServer {
     },
     finished,
   };
+}
+
+/**
+ * The request with an absolute URL. Bun leaves an HTTP/1.0 request without
+ * `Host` (HAProxy's default health check) with only its path as `url`, which
+ * `new URL` refuses; such a request is answered as one to this listener.
+ */
+function withAbsoluteUrl(request: Request, server: BunServer): Request {
+  if (URL.canParse(request.url)) return request;
+  const host = server.hostname.includes(":") ? `[${server.hostname}]` : server.hostname;
+  const base = `http://${host}:${server.port}`;
+  const url = URL.canParse(request.url, base) ? new URL(request.url, base) : new URL(base);
+  return new Request(url, request);
 }
 
 /** A bug in one callback closes that socket with 1011; the process lives on. */
