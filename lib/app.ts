@@ -148,8 +148,15 @@ export function createApp(config: Config, deps: AppDeps): App {
     timeoutMs: config.authorizerTimeoutMs,
     maxConcurrent: config.authorizerConcurrency,
     maxQueued: config.authorizerConcurrency * 16,
+    // One address never holds every slot, and a flood from it waits behind its own calls.
+    maxConcurrentPerKey: Math.ceil(config.authorizerConcurrency / 2),
+    maxPerKey: config.authorizerConcurrency,
     onDown: (reason) =>
       log.limited("warn", "authorizer:down", "authorizer down; refusing what needs it", { reason }),
+    onShed: (ip) =>
+      log.limited("warn", "authorizer:shed", "authorizer calls from one address over its share", {
+        ip,
+      }),
   });
   const gate = createGate({ jwt, authorizer, downCloseCode: CloseCode.TryAgainLater });
   /** Connections that must log in, by when they started waiting. */
@@ -551,12 +558,12 @@ export function createApp(config: Config, deps: AppDeps): App {
       return refusal;
     },
     release: (ip) => admission.closed(ip),
-    authorizeUpgrade: authorizer === null ? undefined : (request) => {
+    authorizeUpgrade: authorizer === null ? undefined : (request, ip) => {
       const url = new URL(request.url);
       return authorizer.decide({
         command: "connect",
         args: { headers: headerLists(request.headers), query: queryLists(url) },
-      });
+      }, ip);
     },
     dialects,
     async dialectHttp(name, request, path) {

@@ -51,7 +51,11 @@ export function createGate(
   const authorize = async (session: Session, command: RoutedCommand): Promise<GateResult> => {
     if (authorizer === null || !AUTHORIZED.has(command.type)) return { kind: "route", command };
     const { type, ref: _ref, ...args } = command;
-    const decision = await authorizer.decide({ command: type, args, name: session.name });
+    // Keyed by address: one client's flood waits behind itself, not in front of the others.
+    const decision = await authorizer.decide(
+      { command: type, args, name: session.name },
+      session.ip,
+    );
     if (decision === "allow") return { kind: "route", command };
     if (decision === "down") {
       return { kind: "close", code: downCloseCode, reason: "Authorizer unavailable" };

@@ -66,7 +66,7 @@ export const wsify: Dialect<WsifyState> = {
     }
     const { authorizer } = ctx;
     if (authorizer === null) return apply(ctx, session, message);
-    return authorizer.decide(message).then((decision): Effect[] => {
+    return authorizer.decide(message, session.ip).then((decision): Effect[] => {
       // Closed while we waited: acting now would leave a ghost member behind.
       if (!ctx.sessions.has(session.id)) return [];
       if (decision === "allow") return apply(ctx, session, message);
