@@ -15,7 +15,7 @@ import { type Level, LEVELS, LOG_FORMATS, type LogFormat } from "./log.ts";
 export interface Config {
   port: number;
   hostname: string;
-  /** Origins allowed to open a WebSocket; null allows any. */
+  /** Origins allowed to open a WebSocket; `["*"]` allows any; null only the server's own. */
   allowedOrigins: string[] | null;
   /** The bearer key of the HTTP API; null disables the API. */
   apiKey: string | null;
@@ -97,12 +97,13 @@ const integer = (min: number, max: number) =>
     );
 
 const origin = z.string().refine((text) => {
+  if (text === "*") return true;
   try {
     return new URL(text).origin === text;
   } catch {
     return false;
   }
-}, "expected origins like https://chat.example.com, comma-separated");
+}, "expected origins like https://chat.example.com, comma-separated, or * for any");
 
 /** A URL whose scheme is one of `protocols` (e.g. "http:"). */
 const urlOf = (protocols: string[], message: string) =>
@@ -144,11 +145,16 @@ export const OPTIONS = [
     env: "HUBBUB_ALLOWED_ORIGINS",
     envAliases: ["ALLOWED_ORIGINS"],
     fallback: null,
-    description: "Comma-separated origins allowed to open a WebSocket (default: any)",
+    description:
+      "Origins whose pages may open a WebSocket, comma-separated, or * for any (default: the server's own host and port)",
     schema: z.string().transform((text) =>
       text.split(",").map((part) => part.trim()).filter(Boolean)
     )
-      .pipe(z.array(origin).min(1, "expected at least one origin")),
+      .pipe(z.array(origin).min(1, "expected at least one origin"))
+      .refine(
+        (origins) => origins.length === 1 || !origins.includes("*"),
+        "expected * alone (it allows any origin) or a list of origins",
+      ),
   }),
   option({
     key: "apiKey",

@@ -94,11 +94,15 @@ export function createHttpHandler(deps: HttpDeps): HttpHandler {
         { status, reason, ip, dialect, origin: origin?.slice(0, 200) ?? undefined },
       );
     // Browsers always send Origin; other clients may not, and cannot be hijacked by a page.
-    if (
-      config.allowedOrigins !== null && origin !== null && !config.allowedOrigins.includes(origin)
-    ) {
+    if (origin !== null && !originAllowed(config, request, origin)) {
       refused(403, "forbidden_origin");
-      return jsonError(403, "forbidden_origin", `Origin "${origin}" is not allowed`);
+      return jsonError(
+        403,
+        "forbidden_origin",
+        config.allowedOrigins === null
+          ? `Origin "${origin}" is not this server's own; --allowed-origins can list it`
+          : `Origin "${origin}" is not allowed`,
+      );
     }
     const refusal = deps.admit(ip);
     if (refusal !== null) {
@@ -216,6 +220,40 @@ function isUpgrade(request: Request): boolean {
 function firstSubprotocol(request: Request): string | undefined {
   const first = request.headers.get("sec-websocket-protocol")?.split(",")[0].trim();
   return first ? first : undefined;
+}
+
+/**
+ * Whether a page from `origin` may open a WebSocket: one `--allowed-origins`
+ * lists (any with `*`), or by default one of the server's own host and port,
+ * as the request's `Host` names them (with --trust-proxy, the
+ * `X-Forwarded-Host` our proxy set, when it sets one). A foreign page
+ * would otherwise connect as its visitor, cookies included.
+ */
+function originAllowed(config: Config, request: Request, origin: string): boolean {
+  const allowed = config.allowedOrigins;
+  if (allowed !== null) return allowed.includes("*") || allowed.includes(origin);
+  const forwarded = config.trustProxy ? lastEntry(request.headers.get("x-forwarded-host")) : null;
+  const host = forwarded ?? request.headers.get("host");
+  return host !== null && isOwnHost(origin, host);
+}
+
+/**
+ * Whether `origin` has the host and port `host` (a `Host` header) names; a
+ * port left out is the default one of the origin's scheme, on both sides.
+ */
+function isOwnHost(origin: string, host: string): boolean {
+  const page = URL.parse(origin);
+  if (page === null || (page.protocol !== "http:" && page.protocol !== "https:")) return false;
+  const served = URL.parse(`${page.protocol}//${host}`);
+  // A header with more than a host and port (a path, user info) is not one.
+  if (served === null || `${page.protocol}//${served.host}/` !== served.href) return false;
+  return served.host === page.host;
+}
+
+/** The last entry of a comma-separated header: the one our own proxy wrote. */
+function lastEntry(header: string | null): string | null {
+  const last = header?.split(",").at(-1)?.trim();
+  return last ? last : null;
 }
 
 /** The client's address: the peer's, or with --trust-proxy the one our proxy saw. */

@@ -23,7 +23,11 @@ export function startupFields(config: Config): LogFields {
     auth: authMode(config),
     authorizer: config.authorizerUrl === null ? "off" : "on",
     api: config.apiKey === null ? "off" : "on",
-    origins: config.allowedOrigins === null ? "any" : config.allowedOrigins.join(","),
+    origins: config.allowedOrigins === null
+      ? "same-origin"
+      : config.allowedOrigins.includes("*")
+      ? "any"
+      : config.allowedOrigins.join(","),
     engine: config.redisUrl === null ? "memory" : "redis",
     redis: config.redisUrl === null ? undefined : withoutCredentials(config.redisUrl),
     store: "memory",

@@ -8,7 +8,7 @@ Deno.test("startup: the summary says what is on and shows no secret", () => {
     auth: "none",
     authorizer: "off",
     api: "off",
-    origins: "any",
+    origins: "same-origin",
     engine: "memory",
     redis: undefined,
     store: "memory",
