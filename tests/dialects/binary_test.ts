@@ -11,7 +11,7 @@ import { channelPath } from "../../lib/dialects/channel_path.ts";
 import { garinchat } from "../../lib/dialects/garinchat.ts";
 import { wsify } from "../../lib/dialects/wsify.ts";
 import { CloseCode } from "../../lib/protocol.ts";
-import { startServer, type TestServer } from "../_helpers.ts";
+import { startServer, type TestServer, withTimeout } from "../_helpers.ts";
 import { type DialectClient, openDialectClient } from "./_client.ts";
 
 const bytes = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));
@@ -65,7 +65,10 @@ Deno.test("binary: wsify closes with 1000 on a binary frame that is not JSON, as
     await t.step(name, async () => {
       const client = await open(server, "wsify/ws");
       client.send(frame);
-      assert.deepEqual(await client.closed, { code: CloseCode.Normal, reason: "Invalid message" });
+      assert.deepEqual(await withTimeout(client.closed, "the close"), {
+        code: CloseCode.Normal,
+        reason: "Invalid message",
+      });
     });
   }
   const fresh = await open(server, "wsify/ws");

@@ -12,8 +12,10 @@ import { createManualClock, type ManualClock } from "../../lib/clock.ts";
 import type { Config } from "../../lib/config.ts";
 import { garinchat, RATE_WINDOW_MS } from "../../lib/dialects/garinchat.ts";
 import { createMemoryCluster, type Engine } from "../../lib/engine.ts";
+import { createRedisEngine } from "../../lib/engine_redis.ts";
 import { CloseCode } from "../../lib/protocol.ts";
-import { startServer, type TestServer } from "../_helpers.ts";
+import { startServer, type TestServer, withTimeout } from "../_helpers.ts";
+import { startRedis } from "../e2e/_redis.ts";
 import { type DialectClient, openDialectClient } from "./_client.ts";
 
 const SECRET = "garinchat-takeover-secret-01234";
@@ -96,7 +98,10 @@ Deno.test("garinchat takeover: the same identity joining again takes the name; t
 
     const back = await joining(server, { sub: "u1" }, "ALICE");
     clients.push(back);
-    assert.deepEqual(await old.closed, { code: CloseCode.Conflict, reason: "Logged in elsewhere" });
+    assert.deepEqual(await withTimeout(old.closed, "the close"), {
+      code: CloseCode.Conflict,
+      reason: "Logged in elsewhere",
+    });
     // The room hears the old connection leave, then the new one join: no ghost, no double.
     assert.equal(await watcher.nextText(), leaveText("alice", 2));
     assert.equal(await watcher.nextText(), joinText("ALICE", 3));
@@ -118,7 +123,10 @@ Deno.test("garinchat takeover: the same identity joining again takes the name; t
     // Someone else still cannot take it.
     const other = await joining(server, { sub: "u2" }, "alice");
     clients.push(other);
-    assert.deepEqual(await other.closed, { code: CloseCode.Conflict, reason: "Username is taken" });
+    assert.deepEqual(await withTimeout(other.closed, "the close"), {
+      code: CloseCode.Conflict,
+      reason: "Username is taken",
+    });
     clock.advance(RATE_WINDOW_MS + 1); // GarinChat allows one message a second
     await assertChats(back, watcher, "ALICE", "still mine");
   } finally {
@@ -151,7 +159,7 @@ Deno.test("garinchat takeover: names no token proves, or another's, stay first c
           assert.equal(JSON.parse(await first.nextText()).username, username);
           assert.equal(await watcher.nextText(), joinText(username, 2));
           const second = await joining(server, newcomer, username);
-          assert.deepEqual(await second.closed, {
+          assert.deepEqual(await withTimeout(second.closed, "the close"), {
             code: CloseCode.Conflict,
             reason: "Username is taken",
           });
@@ -164,7 +172,7 @@ Deno.test("garinchat takeover: names no token proves, or another's, stay first c
     }
     await t.step("a native user's name, even for a token with the same sub", async () => {
       const garinchatCarol = await joining(server, { sub: "carol" }, "carol");
-      assert.deepEqual(await garinchatCarol.closed, {
+      assert.deepEqual(await withTimeout(garinchatCarol.closed, "the close"), {
         code: CloseCode.Conflict,
         reason: "Username is taken",
       });
@@ -191,7 +199,7 @@ Deno.test("garinchat takeover: in a cluster, the holder on the same node is repl
     // On another node, the same identity does not displace it: first come, first served.
     const elsewhere = await joining(b, { sub: "u1" }, "alice");
     clients.push(elsewhere);
-    assert.deepEqual(await elsewhere.closed, {
+    assert.deepEqual(await withTimeout(elsewhere.closed, "the close"), {
       code: CloseCode.Conflict,
       reason: "Your name is held on another node now",
     });
@@ -201,18 +209,86 @@ Deno.test("garinchat takeover: in a cluster, the holder on the same node is repl
     // On the same node it does, and the cluster-wide claim moves with it.
     const back = await joining(a, { sub: "u1" }, "alice");
     clients.push(back);
-    assert.deepEqual(await old.closed, { code: CloseCode.Conflict, reason: "Logged in elsewhere" });
+    assert.deepEqual(await withTimeout(old.closed, "the close"), {
+      code: CloseCode.Conflict,
+      reason: "Logged in elsewhere",
+    });
     assert.equal(await watcher.nextText(), leaveText("alice", 1));
     assert.equal(await watcher.nextText(), joinText("alice", 2));
     assert.equal(await back.nextText(), joinText("alice", 2));
     const other = await joining(b, { sub: "u2" }, "alice");
     clients.push(other);
-    assert.deepEqual(await other.closed, {
+    assert.deepEqual(await withTimeout(other.closed, "the close"), {
       code: CloseCode.Conflict,
       reason: "Your name is held on another node now",
     });
     await assertVisit(watcher, "alice");
     await assertChats(back, watcher, "alice", "mine, cluster-wide");
+  } finally {
+    await Promise.all(clients.map((client) => client.close()));
+  }
+});
+
+/** `engine`, and a promise that resolves once it has connected. */
+function watchUp(engine: Engine): { engine: Engine; up: Promise<void> } {
+  const { promise, resolve } = Promise.withResolvers<void>();
+  return {
+    engine: {
+      ...engine,
+      start: (listener) =>
+        engine.start({
+          ...listener,
+          up() {
+            listener.up();
+            resolve();
+          },
+        }),
+    },
+    up: promise,
+  };
+}
+
+/** The next message `listener` hears, past any presence frames. */
+async function nextMessage(listener: DialectClient): Promise<string> {
+  for (;;) {
+    const text = await listener.nextText();
+    if (JSON.parse(text).type === "message") return text;
+  }
+}
+
+Deno.test("garinchat takeover: with Redis, the claim moves to the new connection (released before it is claimed again)", async () => {
+  await using redis = await startRedis();
+  const a = watchUp(createRedisEngine({ url: redis.url, prefix: "takeover" }));
+  const b = watchUp(createRedisEngine({ url: redis.url, prefix: "takeover" }));
+  await using nodeA = serve(createManualClock(START), a.engine, "node-a");
+  await using nodeB = serve(createManualClock(START), b.engine, "node-b");
+  await Promise.all([a.up, b.up]);
+  const watcher = await joining(nodeA, { sub: "w" }, "watcher");
+  assert.equal(await watcher.nextText(), joinText("watcher", 1));
+  const old = await joining(nodeA, { sub: "u1" }, "alice");
+  const clients = [watcher, old];
+  try {
+    assert.equal(await old.nextText(), joinText("alice", 2));
+    const back = await joining(nodeA, { sub: "u1" }, "alice");
+    clients.push(back);
+    assert.deepEqual(await withTimeout(old.closed, "the close"), {
+      code: CloseCode.Conflict,
+      reason: "Logged in elsewhere",
+    });
+    assert.equal(await back.nextText(), joinText("alice", 2));
+    // Had the new claim reached Redis before the old one's release, the new connection would
+    // have lost the name and the release would have freed it for anyone.
+    const other = await joining(nodeB, { sub: "u2" }, "alice");
+    clients.push(other);
+    assert.deepEqual(await withTimeout(other.closed, "the close"), {
+      code: CloseCode.Conflict,
+      reason: "Your name is held on another node now",
+    });
+    back.send({ type: "message", body: "still mine" });
+    assert.equal(
+      await nextMessage(watcher),
+      JSON.stringify({ type: "message", body: "still mine", username: "alice" }),
+    );
   } finally {
     await Promise.all(clients.map((client) => client.close()));
   }

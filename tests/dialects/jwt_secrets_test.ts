@@ -10,7 +10,7 @@ import { createManualClock } from "../../lib/clock.ts";
 import { parseConfig } from "../../lib/config.ts";
 import { garinchat } from "../../lib/dialects/garinchat.ts";
 import { wschat } from "../../lib/dialects/wschat.ts";
-import { startServer, type TestServer } from "../_helpers.ts";
+import { startServer, type TestServer, withTimeout } from "../_helpers.ts";
 import { type DialectClient, openDialectClient } from "./_client.ts";
 
 const GARINCHAT_SECRET = "garinchat-only-secret-0123456789";
@@ -48,7 +48,7 @@ async function garinchatEntry(server: TestServer, body: string): Promise<"joined
     client.send({ type: "auth", body });
     client.send({ type: "join", username: `user${crypto.randomUUID().slice(0, 8)}`, room: "room" });
     const answer = await client.next().catch(() => null);
-    if (answer === null) return (await client.closed).code;
+    if (answer === null) return (await withTimeout(client.closed, "the close")).code;
     assert.equal(answer.type, "join");
     return "joined";
   } finally {
