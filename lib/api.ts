@@ -7,7 +7,7 @@
  */
 import { z } from "zod";
 import type { ChannelSummary } from "./channels.ts";
-import { json, jsonError, readBody } from "./http_util.ts";
+import { json, jsonError, readBody, SHUTDOWN_RETRY_AFTER_SECONDS } from "./http_util.ts";
 import { Channel, CHANNEL_PATTERN, Name } from "./protocol.ts";
 
 /** Messages one batch may carry. */
@@ -26,6 +26,8 @@ export interface ApiDeps {
   channels(): ChannelSummary[];
   /** A channel's member names; null when it does not exist. */
   members(channel: string): string[] | null;
+  /** Whether the server is shutting down: what changes something is refused with 503 then. */
+  shuttingDown(): boolean;
 }
 
 /** Answers a request under `/api/`. */
@@ -64,15 +66,32 @@ export function createApi(deps: ApiDeps): ApiHandler {
     return jsonError(400, "bad_request", `${issue.path.join(".") || "body"}: ${issue.message}`);
   };
 
+  /**
+   * The answer to a change asked for during shutdown: sockets are closing, so
+   * a 202 would acknowledge what nobody receives. The caller retries elsewhere.
+   */
+  const shuttingDown = () =>
+    jsonError(503, "shutting_down", "Server is restarting; retry on another node or later", {
+      "retry-after": String(SHUTDOWN_RETRY_AFTER_SECONDS),
+    });
+
   const routes: Record<
     string,
-    { method: string; handle(request: Request, rest: string): Promise<Response> }
+    {
+      method: string;
+      /** Whether the route changes something (refused during shutdown). */
+      changes: boolean;
+      handle(request: Request, rest: string): Promise<Response>;
+    }
   > = {
     broadcast: {
       method: "POST",
+      changes: true,
       async handle(request) {
         const parsed = await body(request, BroadcastBody);
         if (parsed instanceof Response) return parsed;
+        // Shutdown may have begun while the body was read.
+        if (deps.shuttingDown()) return shuttingDown();
         const messages = "messages" in parsed ? parsed.messages : [parsed];
         let delivered = 0;
         for (const { channel, text, from = "server" } of messages) {
@@ -83,9 +102,11 @@ export function createApi(deps: ApiDeps): ApiHandler {
     },
     disconnect: {
       method: "POST",
+      changes: true,
       async handle(request) {
         const parsed = await body(request, DisconnectBody);
         if (parsed instanceof Response) return parsed;
+        if (deps.shuttingDown()) return shuttingDown();
         if (!deps.kick(parsed.name)) {
           return jsonError(404, "not_found", `Nobody is logged in as "${parsed.name}"`);
         }
@@ -94,6 +115,7 @@ export function createApi(deps: ApiDeps): ApiHandler {
     },
     channels: {
       method: "GET",
+      changes: false,
       handle(_request, rest) {
         if (rest === "") return Promise.resolve(json(200, { channels: deps.channels() }));
         let name: string;
@@ -129,6 +151,7 @@ export function createApi(deps: ApiDeps): ApiHandler {
     if (request.method !== route.method) {
       return jsonError(405, "method_not_allowed", `Use ${route.method}`, { allow: route.method });
     }
+    if (route.changes && deps.shuttingDown()) return shuttingDown();
     return await route.handle(request, rest[0] ?? "");
   };
 }

@@ -227,6 +227,7 @@ export function createApp(config: Config, deps: AppDeps): App {
     authorizer,
     stateOf: (id) => dialectStates.get(id),
     end: (id, code, reason) => end(id, code, reason),
+    shuttingDown: () => shuttingDown,
   };
 
   /** Publishes to a channel's members on this node and counts the deliveries; returns how many. */
@@ -606,6 +607,7 @@ export function createApp(config: Config, deps: AppDeps): App {
       channels: () => listChannels(core.channels),
       members: (channel) =>
         core.channels.members.has(channel) ? memberNames(core.channels, channel) : null,
+      shuttingDown: () => shuttingDown,
     }),
     notReady: () => readinessChecks.filter((check) => !check.ready()).map((check) => check.name),
     metricsText: () =>

@@ -45,6 +45,8 @@ export interface DialectContext {
    * `reason`, and it leaves its channels (with presence) and frees its name.
    */
   end(id: SessionId, code: number, reason: string): void;
+  /** Whether the server is shutting down (an HTTP route that publishes refuses with 503 then). */
+  shuttingDown(): boolean;
 }
 
 /** The outcome of one inbound frame: effects now, or later (after a token check or webhook). */

@@ -4,6 +4,12 @@
  * @module
  */
 
+/**
+ * The `Retry-After` of a change (an API or wsify broadcast) refused during
+ * shutdown: enough to reach another node, or this one once restarted.
+ */
+export const SHUTDOWN_RETRY_AFTER_SECONDS = 1;
+
 /** A JSON response. */
 export function json(
   status: number,

@@ -11,7 +11,7 @@ import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import { memberCount } from "../channels.ts";
 import type { Dialect, DialectContext } from "../dialect.ts";
-import { readBody } from "../http_util.ts";
+import { readBody, SHUTDOWN_RETRY_AFTER_SECONDS } from "../http_util.ts";
 import { decodeUtf8 } from "./_utf8.ts";
 import { CHANNEL_PATTERN, CloseCode } from "../protocol.ts";
 import { type Effect, enterChannel, exitChannel } from "../router.ts";
@@ -119,6 +119,8 @@ export const wsify: Dialect<WsifyState> = {
     if (expected === null || key === null || !sameKey(key, expected)) {
       return new Response("Forbidden: wrong or missing key", { status: 403 });
     }
+    // Sockets are closing: a 201 would acknowledge what nobody receives; the backend retries.
+    if (ctx.shuttingDown()) return unavailable();
     if (!isJson(request.headers.get("content-type"))) {
       return new Response("Unsupported Media Type: send application/json", { status: 415 });
     }
@@ -130,10 +132,19 @@ export const wsify: Dialect<WsifyState> = {
       return new Response('Bad Request: expected {"channel","content"}', { status: 400 });
     }
     const name = channel.trim();
+    if (ctx.shuttingDown()) return unavailable(); // shutdown began while the body was read
     if (name !== "") publish([broadcast(ctx, wsifyChannel(name), field(body!, "content"))]);
     return new Response(null, { status: 201 });
   },
 };
+
+/** `POST /broadcast` during shutdown. */
+function unavailable(): Response {
+  return new Response("Service Unavailable: the server is restarting", {
+    status: 503,
+    headers: { "retry-after": String(SHUTDOWN_RETRY_AFTER_SECONDS) },
+  });
+}
 
 /** Runs one allowed message; anything it cannot act on is ignored, as in the original. */
 function apply(ctx: DialectContext, session: Session, { command, args }: Message): Effect[] {
