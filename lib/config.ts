@@ -556,13 +556,48 @@ export function parseConfig(
 function legacyEnvName(o: (typeof OPTIONS)[number]): string | null {
   const old = o.env.replace(/^HUBBUB_/, "");
   if (
-    old === "HOSTNAME" || old === o.env ||
-    (o.envAliases as readonly string[] | undefined)?.includes(old)
+    !EARLIER_ENV_NAMES.has(old) || (o.envAliases as readonly string[] | undefined)?.includes(old)
   ) {
     return null;
   }
   return old;
 }
+
+/** The unprefixed names version 0.1.0 read (HOSTNAME aside); options born later never had one. */
+const EARLIER_ENV_NAMES = new Set([
+  "PORT",
+  "ALLOWED_ORIGINS",
+  "API_KEY",
+  "MAX_MESSAGE_BYTES",
+  "MAX_TEXT_LENGTH",
+  "RATE_LIMIT",
+  "RATE_BURST",
+  "CONNECT_RATE",
+  "MAX_CONNECTIONS",
+  "MAX_CONNECTIONS_PER_IP",
+  "MAX_CHANNELS_PER_CONNECTION",
+  "MAX_CHANNEL_MEMBERS",
+  "MAX_BUFFERED_BYTES",
+  "PING_TIMEOUT",
+  "LOGIN_TIMEOUT",
+  "IDLE_TIMEOUT",
+  "TRUST_PROXY",
+  "DIALECTS",
+  "COMPAT_CHANNEL",
+  "BROADCASTING_KEY",
+  "JWT_SECRET",
+  "JWT_PUBLIC_KEY",
+  "JWKS_URL",
+  "JWT_ISSUER",
+  "JWT_AUDIENCE",
+  "JWT_CLOCK_SKEW",
+  "AUTHORIZER_URL",
+  "AUTHORIZER_TIMEOUT_MS",
+  "AUTHORIZER_CONCURRENCY",
+  "REDIS_URL",
+  "REDIS_PREFIX",
+  "NAME_LEASE",
+]);
 
 /** Says which two listeners were given the same port, or null; port 0 (any free one) never clashes. */
 function portClash(

@@ -183,6 +183,15 @@ Deno.test("config: a name earlier versions read (API_KEY, REDIS_URL, …) is ign
   assert.deepEqual(both.kind === "config" && both.warnings, []);
 });
 
+Deno.test("config: names no version read without the prefix (LOG_FORMAT, GARINCHAT_JWT_SECRET) draw no warning", () => {
+  const result = parseConfig([], {
+    LOG_FORMAT: "json",
+    LOG_LEVEL: "debug",
+    GARINCHAT_JWT_SECRET: "s".repeat(20),
+  });
+  assert.deepEqual(result.kind === "config" && result.warnings, []);
+});
+
 Deno.test("config: the same port given to two listeners is an error naming both; port 0 never clashes", async (t) => {
   const cases: [string[], Record<string, string>, RegExp][] = [
     [
