@@ -21,6 +21,10 @@ export function authMode(config: Config): "none" | "jwt-secret" | "jwt-public-ke
 export function startupFields(config: Config): LogFields {
   return {
     auth: authMode(config),
+    // GarinChat's own secret, only where a GarinChat listener could use it.
+    garinchat_auth: config.dialects.has("garinchat")
+      ? config.garinchatJwtSecret === null ? authMode(config) : "jwt-secret"
+      : undefined,
     authorizer: config.authorizerUrl === null ? "off" : "on",
     api: config.apiKey === null ? "off" : "on",
     origins: config.allowedOrigins === null

@@ -6,6 +6,7 @@ import { TEST_CONFIG } from "./_helpers.ts";
 Deno.test("startup: the summary says what is on and shows no secret", () => {
   assert.deepEqual(startupFields(TEST_CONFIG), {
     auth: "none",
+    garinchat_auth: undefined,
     authorizer: "off",
     api: "off",
     origins: "same-origin",
@@ -39,6 +40,20 @@ Deno.test("startup: the summary says what is on and shows no secret", () => {
     assert.ok(!shown.includes(secret), secret);
   }
   assert.equal(startupFields({ ...TEST_CONFIG, jwksUrl: "https://k.example/jwks" }).auth, "jwks");
+});
+
+Deno.test("startup: a GarinChat listener's token mode is its own secret, else hubbub's", () => {
+  const garinchat = { ...TEST_CONFIG, dialects: new Map([["garinchat", 0]]) };
+  assert.equal(startupFields(garinchat).garinchat_auth, "none");
+  assert.equal(
+    startupFields({ ...garinchat, jwksUrl: "https://k.example/jwks" }).garinchat_auth,
+    "jwks",
+  );
+  const own = { ...garinchat, garinchatJwtSecret: "g".repeat(20) };
+  assert.deepEqual([startupFields(own).auth, startupFields(own).garinchat_auth], [
+    "none",
+    "jwt-secret",
+  ]);
 });
 
 Deno.test("startup: a Redis URL loses its user and password, and keeps host, port and database", () => {
