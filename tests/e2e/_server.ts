@@ -4,7 +4,8 @@
  *
  * @module
  */
-import { readUntil, terminate } from "./_process.ts";
+import { withTimeout } from "../_helpers.ts";
+import { readUntil, STARTUP_TIMEOUT_MS, terminate } from "./_process.ts";
 
 const ROOT = new URL("../../", import.meta.url);
 
@@ -37,6 +38,31 @@ export function hubbub(
     stdout: "piped",
     stderr: "piped",
   });
+}
+
+/**
+ * Runs the server command with `args` to its exit and returns its exit code and output; one
+ * that has not exited within `STARTUP_TIMEOUT_MS` (a configuration it should have refused, say)
+ * is killed and fails the test instead of hanging the suite.
+ */
+export async function runHubbub(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const child = hubbub(args, env).spawn();
+  const stdout = new Response(child.stdout).text();
+  const stderr = new Response(child.stderr).text();
+  const exited = await withTimeout(
+    child.status,
+    `hubbub ${args.join(" ")} to exit`,
+    STARTUP_TIMEOUT_MS,
+  )
+    .catch(async (error) => {
+      child.kill("SIGKILL");
+      await Promise.all([child.status, stdout, stderr]);
+      throw error;
+    });
+  return { code: exited.code, stdout: await stdout, stderr: await stderr };
 }
 
 /** A `main.ts` process that has said it listens, stopped by `await using`. */

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { openClient, withTimeout } from "../_helpers.ts";
-import { hubbub, spawnServer, TARGET } from "./_server.ts";
+import { runHubbub, spawnServer, TARGET } from "./_server.ts";
 
 Deno.test("process: serves the client and chat without read permission; SIGTERM closes with 1012", async () => {
   await using server = await spawnServer();
@@ -24,9 +24,9 @@ Deno.test("process: serves the client and chat without read permission; SIGTERM 
 });
 
 Deno.test("process: --help lists the options and exits 0", async () => {
-  const output = await hubbub(["--help"]).output();
+  const output = await runHubbub(["--help"]);
   assert.equal(output.code, 0);
-  const text = new TextDecoder().decode(output.stdout);
+  const text = output.stdout;
   for (
     const flag of ["--port", "--hostname", "--allowed-origins", "--api-key", "--max-message-bytes"]
   ) {
@@ -42,9 +42,9 @@ Deno.test("process: bad configuration names the option and exits 2", async (t) =
   ];
   for (const [args, env, pattern] of cases) {
     await t.step(`${args.join(" ")} ${JSON.stringify(env)}`, async () => {
-      const output = await hubbub(args, env).output();
+      const output = await runHubbub(args, env);
       assert.equal(output.code, 2);
-      assert.match(new TextDecoder().decode(output.stderr), pattern);
+      assert.match(output.stderr, pattern);
     });
   }
 });
@@ -116,7 +116,12 @@ Deno.test({
   );
   await client.login("afterwards");
   await client.close();
-  assert.equal(survivor.readyState, WebSocket.OPEN, "sockets opened before the failure survive");
+  // Sockets opened before the failure survive, and are still served: a ping gets its pong.
+  const pong = new Promise<void>((resolve) => {
+    survivor.onmessage = (event) => JSON.parse(event.data).type === "pong" && resolve();
+  });
+  survivor.send(JSON.stringify({ type: "ping" }));
+  await withTimeout(pong, "the survivor's pong");
   const closed = new Promise((resolve) => survivor.onclose = resolve);
   survivor.close();
   await closed;
