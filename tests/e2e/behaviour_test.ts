@@ -153,7 +153,9 @@ Deno.test(`behaviour (${TARGET}): oversize messages close with 1009, whole or in
 });
 
 Deno.test(`behaviour (${TARGET}): a flood is rate limited, then closed with 4429`, async () => {
-  await withServer(["--rate-limit", "5", "--rate-burst", "5"], async (_server, open) => {
+  // The slowest refill there is (one a second): a busy machine spreading the 15 frames out must
+  // not earn the client a sixth pong. (A spawned server's clock cannot be stopped.)
+  await withServer(["--rate-limit", "1", "--rate-burst", "5"], async (_server, open) => {
     const client = await open();
     for (let i = 0; i < 15; i++) client.send({ type: "ping" });
     const seen: string[] = [];
