@@ -42,15 +42,40 @@ if (missing.length > 0) {
     Deno.exit(1);
   }
   console.error(`Installing ${packages.join(", ")} for the test suite (apt-get)…`);
-  const run = async (args: string[]) => {
-    const { code } = await new Deno.Command("apt-get", {
-      args,
+  await aptGet(["update", "-q"]);
+  await aptGet(["install", "-y", "-q", "--no-install-recommends", ...packages]);
+}
+
+/**
+ * Runs apt-get, waiting up to `LOCK_WAIT_MS` for another apt-get or dpkg to finish first. The
+ * dpkg lock is waited for by apt-get itself (`DPkg::Lock::Timeout`), but apt 2.6 (Debian 12)
+ * fails at once on the package lists' and the archives' locks (`apt-get update` ignores that
+ * option), so a run refused a lock is tried again.
+ */
+async function aptGet(args: string[]): Promise<void> {
+  const LOCK_WAIT_MS = 600_000;
+  const RETRY_MS = 5_000;
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  for (;;) {
+    const child = new Deno.Command("apt-get", {
+      args: ["-o", `DPkg::Lock::Timeout=${LOCK_WAIT_MS / 1000}`, ...args],
       env: { DEBIAN_FRONTEND: "noninteractive" },
+      stdin: "null",
       stdout: "inherit",
-      stderr: "inherit",
-    }).output();
-    if (code !== 0) Deno.exit(code);
-  };
-  await run(["update", "-q"]);
-  await run(["install", "-y", "-q", "--no-install-recommends", ...packages]);
+      stderr: "piped",
+    }).spawn();
+    // Passed through as it comes, and kept to tell a lock refusal from any other failure.
+    let stderr = "";
+    const decoder = new TextDecoder();
+    for await (const chunk of child.stderr) {
+      for (let n = 0; n < chunk.length;) n += await Deno.stderr.write(chunk.subarray(n));
+      stderr += decoder.decode(chunk, { stream: true });
+    }
+    const { code } = await child.status;
+    if (code === 0) return;
+    const locked = /Could not get lock|Unable to lock/.test(stderr);
+    if (!locked || Date.now() + RETRY_MS > deadline) Deno.exit(code);
+    console.error(`Another apt-get holds a lock; trying again in ${RETRY_MS / 1000} s…`);
+    await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
+  }
 }
