@@ -1,0 +1,60 @@
+/**
+ * The run's options from the command line, and the settings that every
+ * measurement of the run shares.
+ *
+ * @module
+ */
+
+/** The repository's root directory. */
+export const ROOT = new URL("../", import.meta.url).pathname;
+/** This directory, bench/. */
+export const BENCH = new URL("./", import.meta.url).pathname;
+
+const argv = [...Deno.args];
+const has = (name: string) => argv.includes(name);
+const valueOf = (name: string): string | undefined => {
+  const at = argv.findIndex((arg) => arg === name || arg.startsWith(`${name}=`));
+  if (at < 0) return undefined;
+  return argv[at].includes("=") ? argv[at].split("=")[1] : argv[at + 1];
+};
+/** `--quick`: fewer, shorter steps and smaller N. */
+export const QUICK = has("--quick");
+/** Whether to write RESULTS.md and results.svg: `--write`, `--no-write`, else when not quick. */
+export const WRITE = has("--write") || (!QUICK && !has("--no-write"));
+/** `--targets a,b`: only these servers. */
+export const ONLY_TARGETS = valueOf("--targets")?.split(",");
+/** `--scenarios a,b`: only these scenarios. */
+export const ONLY_SCENARIOS = valueOf("--scenarios")?.split(",");
+
+/** Client sockets are spread over these loopback sources: 16 × ~28k ports, no TIME_WAIT squeeze. */
+export const SOURCES = Array.from({ length: 16 }, (_, i) => `127.0.1.${i + 1}`);
+
+/** How a step is judged: at least this share delivered inside its window... */
+export const KEPT_UP = 0.95;
+/** ...and p99 latency under this. */
+export const MAX_P99_MS = 250;
+/** A core busier than this is saturated; a figure it bounds is marked ≥. */
+export const BUSY = 0.95;
+/**
+ * The machine is shared: when processes other than ours take more than this
+ * share of a core during a step, the step is repeated (twice at most) after a
+ * pause, and flagged if it stays disturbed.
+ */
+export const FOREIGN = 0.25;
+
+/** Step length, drain wait, refinements of the knee, repeats of a failed step and of the 80% step. */
+export const STEP = QUICK
+  ? { seconds: 1, drainMs: 1000, bisections: 1, retries: 0, latencyRepeats: 1 }
+  : { seconds: 2, drainMs: 2000, bisections: 2, retries: 1, latencyRepeats: 3 };
+
+/**
+ * The goal that compares two generator-saturated figures swings by a third
+ * from run to run: in a full run, these servers go through that scenario
+ * this many times, and the run with the median knee is reported.
+ */
+export const REPEATS = QUICK ? 1 : 3;
+/** The scenario and the servers that it is repeated for. */
+export const REPEATED = { scenario: "one-room-1k", targets: ["hubbub-bun", "ref-bun"] };
+
+/** Messages are padded so the references carry what a hubbub `message` line weighs. */
+export const REF_PAD = 120;
