@@ -15,6 +15,7 @@ import type { ServerFrame } from "./protocol.ts";
 import type { Registry, SessionId } from "./registry.ts";
 import type { Effect, Origin } from "./router.ts";
 import type { Session } from "./session.ts";
+import { unprovenName } from "./names.ts";
 
 /** Where and how a dialect's connection came in. */
 export interface DialectRequest {
@@ -108,4 +109,22 @@ export interface Dialect<State = unknown> {
 export interface EncodeContext {
   /** Members of a channel right now. */
   memberCount(channel: string): number;
+}
+
+/**
+ * Whether the server requires tokens (`--jwt-secret`, `--jwt-public-key`
+ * or `--jwks-url`): native names are then proven by tokens, so a name a
+ * dialect shows must be proven the same way or marked as unproven.
+ */
+export function tokensRequired(ctx: DialectContext): boolean {
+  return ctx.jwt !== null;
+}
+
+/**
+ * The name others see for `name` (one that passed `checkName`) when no
+ * token proves it: `name` itself on a server that requires no tokens,
+ * else marked (`~alice`), so it never passes for a token-holding user.
+ */
+export function unprovenShown(ctx: DialectContext, name: string): string {
+  return tokensRequired(ctx) ? unprovenName(name) : name;
 }

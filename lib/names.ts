@@ -155,6 +155,19 @@ export function checkName(input: string): NameCheck {
 }
 
 /**
+ * What a name no token proves starts with, on a server that requires
+ * tokens (`~alice`). No name passing {@linkcode checkName} holds it, nor
+ * does any confusable prototype, so a marked name never equals or looks
+ * like a proven one in the registry.
+ */
+export const UNPROVEN_MARK = "~";
+
+/** `name` (one that passed {@linkcode checkName}) marked as proven by no token: `~alice`. */
+export function unprovenName(name: string): string {
+  return `${UNPROVEN_MARK}${name}`;
+}
+
+/**
  * The same user's name, whatever its case or width: NFKC, lowercased,
  * final sigma as sigma. Use it to tell whether two names are one name
  * (a token refresh for the same user); {@linkcode nameKeys} for collisions.

@@ -46,7 +46,7 @@ export function createRegistry(): Registry {
 }
 
 /**
- * Claims `name` (one that passed `checkName`) for `owner`; false when a
+ * Claims `name` (one that passed `checkName`, or its `unprovenName`) for `owner`; false when a
  * name colliding with it is held, or `owner` holds a name already.
  */
 export function claimName(registry: Registry, name: string, owner: SessionId): boolean {

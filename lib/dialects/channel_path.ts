@@ -9,9 +9,9 @@
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import { memberCount } from "../channels.ts";
-import type { Dialect, DialectContext } from "../dialect.ts";
+import { type Dialect, type DialectContext, unprovenShown } from "../dialect.ts";
 import { CloseCode, type MessageFrame } from "../protocol.ts";
-import { nameKeys } from "../names.ts";
+import { checkName, nameKeys } from "../names.ts";
 import { type Effect, enterChannel, exitChannel } from "../router.ts";
 import type { Session } from "../session.ts";
 import { decodeUtf8 } from "./_utf8.ts";
@@ -137,18 +137,25 @@ export const channelPath: Dialect<ChannelPathState> = {
   },
 };
 
-/** Takes identity `user` when no other member of the channel holds it. */
+/**
+ * Takes identity `user` when it follows the name rules and no other member
+ * of the channel holds it. No token proves it, so where tokens prove native
+ * names it is shown (and compared) as `~user`.
+ */
 function identify(
   ctx: DialectContext,
   session: Session,
   state: ChannelPathState,
   user: unknown,
 ): Effect[] {
-  const free = typeof user === "string" && user !== "" &&
-    !heldByAnother(ctx, session, state.channel, user);
-  if (!free) return [raw({ success: false, type: "identity" })];
+  // The original takes any string; names reach every protocol, so they keep to the native rules.
+  const checked = typeof user === "string" ? checkName(user) : null;
+  const shown = checked?.ok ? unprovenShown(ctx, checked.name) : null;
+  if (shown === null || heldByAnother(ctx, session, state.channel, shown)) {
+    return [raw({ success: false, type: "identity" })];
+  }
   state.aliveAt = ctx.now();
-  return [raw({ success: true, type: "identity" }), ...rename(ctx, session, state, user)];
+  return [raw({ success: true, type: "identity" }), ...rename(ctx, session, state, shown)];
 }
 
 /**

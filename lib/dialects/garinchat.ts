@@ -3,7 +3,9 @@
  * (`auth`), then joins one room under a username (`join`), then sends
  * `message`s that reach the rest of the room; everyone in the room hears
  * of joins and departures with the room's head count. A room is a core
- * channel, so native clients and other dialects share it.
+ * channel, so native clients and other dialects share it. On a server that
+ * requires tokens (`--jwt-*`), the username must be the name the token
+ * proves, as for a native login.
  *
  * @example
  * ```sh
@@ -15,9 +17,15 @@
 import { createHash } from "node:crypto";
 import * as jose from "jose";
 import { memberCount } from "../channels.ts";
-import type { JwtVerifier } from "../auth/jwt.ts";
-import type { Dialect, DialectContext, DialectResult } from "../dialect.ts";
-import { checkName } from "../names.ts";
+import { channelMatcher, createJwtVerifier, type JwtVerifier } from "../auth/jwt.ts";
+import type { Config } from "../config.ts";
+import {
+  type Dialect,
+  type DialectContext,
+  type DialectResult,
+  tokensRequired,
+} from "../dialect.ts";
+import { checkName, foldName } from "../names.ts";
 import { CHANNEL_PATTERN, CloseCode, type MessageFrame } from "../protocol.ts";
 import { claimName, holderOf, releaseName, type SessionId } from "../registry.ts";
 import { type Effect, enterChannel, exitChannel } from "../router.ts";
@@ -56,6 +64,11 @@ export interface GarinChatState {
   since: number;
   /** Who its token says it is (`sub:…`, else `name:…`); null before auth or for a token naming nobody. */
   identity: string | null;
+  /**
+   * On a server that requires tokens, the name its token proves (`name`,
+   * else `sub`): the only username it may join under. Null otherwise.
+   */
+  provenName: string | null;
   /** The username and core channel, once joined. */
   username: string;
   channel: string;
@@ -109,6 +122,7 @@ export const garinchat: Dialect<GarinChatState> = {
         phase: "auth",
         since: now,
         identity: null,
+        provenName: null,
         username: "",
         channel: "",
         windowStart: now,
@@ -128,7 +142,7 @@ export const garinchat: Dialect<GarinChatState> = {
     const { fields, original } = parsed;
     switch (fields.type) {
       case "auth":
-        return authenticate(ctx, state, fields.body);
+        return authenticate(ctx, session, state, fields.body);
       case "join":
         return join(ctx, session, state, fields, now);
       case "message":
@@ -174,8 +188,19 @@ export const garinchat: Dialect<GarinChatState> = {
   },
 };
 
-/** `auth`: verifies the token; the connection then has `JOIN_TIMEOUT_MS` to join. */
-function authenticate(ctx: DialectContext, state: GarinChatState, token: string): DialectResult {
+/**
+ * `auth`: verifies the token; the connection then has `JOIN_TIMEOUT_MS` to
+ * join. On a server that requires tokens, the token proves a name as a
+ * native login's does (an `exp`, a `name` or `sub` that follows the name
+ * rules), the connection is closed when it expires, and its `channels`
+ * claim limits the rooms, as for a native session.
+ */
+function authenticate(
+  ctx: DialectContext,
+  session: Session,
+  state: GarinChatState,
+  token: string,
+): DialectResult {
   if (state.phase !== "auth") return violation("Already authenticated");
   // GarinChat's own secret when set; otherwise the tokens native logins take, so one identity
   // provider can serve both. Never the other way round: the secret is GarinChat's alone.
@@ -185,25 +210,43 @@ function authenticate(ctx: DialectContext, state: GarinChatState, token: string)
     return [close(CloseCode.Unauthorized, "No JWT secret is configured")];
   }
   if (token === "") return [close(CloseCode.Unauthorized, "Missing token")];
-  const checked = secret !== null
-    ? verifyWithSecret(token, secret, ctx.now())
-    : verifyLikeLogin(token, jwt!, ctx.now());
+  // Where tokens prove native names, GarinChat's prove names by the same rules, whichever key.
+  const checked = !tokensRequired(ctx)
+    ? verifyWithSecret(token, secret!, ctx.now())
+    : verifyLikeLogin(token, secret === null ? jwt! : proofVerifier(ctx.config, secret), ctx.now());
   return checked.then((verified) => {
     const now = ctx.now();
     // The token must be accepted, not merely sent, within the auth deadline.
     const late = overdue(state, now);
     if (late !== null) return late;
-    if (!verified.ok) return [close(CloseCode.Unauthorized, "Invalid token")];
+    if (!verified.ok) return [close(CloseCode.Unauthorized, verified.reason)];
     state.phase = "join";
     state.since = now;
     state.identity = verified.identity;
+    if (verified.proof !== null) {
+      const { name, expiresAt, channels } = verified.proof;
+      state.provenName = name;
+      session.tokenExpiresAt = expiresAt;
+      session.channelFilter = channels === null ? null : channelMatcher(channels);
+    }
     resetWindow(state, now);
     return [];
   });
 }
 
-/** A checked token: whether it holds, and whom it names. */
-type Verified = { ok: false } | { ok: true; identity: string | null };
+/** What a token proves on a server that requires tokens: a name, until when, and where. */
+interface Proof {
+  name: string;
+  expiresAt: number;
+  channels: string[] | null;
+}
+
+/** A checked token: why it fails, or whom it names and (where tokens are required) what it proves. */
+type Verified =
+  | { ok: false; reason: string }
+  | { ok: true; identity: string | null; proof: Proof | null };
+
+const INVALID: Verified = { ok: false, reason: "Invalid token" };
 
 /** Checks an HS256/384/512 JWT signed with `secret` whose `exp`/`nbf` (if any) hold, as the original. */
 async function verifyWithSecret(token: string, secret: string, now: number): Promise<Verified> {
@@ -212,18 +255,50 @@ async function verifyWithSecret(token: string, secret: string, now: number): Pro
       algorithms: HMAC_ALGORITHMS,
       currentDate: new Date(now),
     });
-    return { ok: true, identity: identityOf(payload) };
+    return { ok: true, identity: identityOf(payload), proof: null };
   } catch (error) {
-    if (error instanceof jose.errors.JOSEError) return { ok: false };
+    if (error instanceof jose.errors.JOSEError) return INVALID;
     throw error;
   }
 }
 
-/** Checks a token as a native login would (`--jwt-*`: key, issuer, audience, `exp`). */
+/**
+ * Checks a token as a native login would (with `jwt`: key, issuer,
+ * audience, an `exp`, a `name` or `sub` that follows the name rules).
+ */
 async function verifyLikeLogin(token: string, jwt: JwtVerifier, now: number): Promise<Verified> {
   const result = await jwt.verify(token, now);
+  if (!result.ok) return INVALID;
+  const { identity } = result;
+  const checked = checkName(identity.name);
+  if (!checked.ok) return { ok: false, reason: "Token name refused" };
   // Verified, so its claims can be read as they are.
-  return result.ok ? { ok: true, identity: identityOf(jose.decodeJwt(token)) } : { ok: false };
+  return {
+    ok: true,
+    identity: identityOf(jose.decodeJwt(token)),
+    proof: { name: checked.name, expiresAt: identity.expiresAt, channels: identity.channels },
+  };
+}
+
+/** GarinChat's secret checked by native login rules, built once per configuration. */
+const proofVerifiers = new WeakMap<Config, JwtVerifier>();
+
+/**
+ * A verifier for GarinChat's own secret with the rules of a native login
+ * (HS256/384/512, an `exp`, a `name` or `sub`); hubbub's `--jwt-issuer` and
+ * `--jwt-audience` describe hubbub's identity provider, not GarinChat's, so
+ * they do not apply.
+ */
+function proofVerifier(config: Config, secret: string): JwtVerifier {
+  let verifier = proofVerifiers.get(config);
+  if (verifier === undefined) {
+    verifier = createJwtVerifier({
+      source: { kind: "secret", secret },
+      clockSkewSeconds: config.jwtClockSkew,
+    });
+    proofVerifiers.set(config, verifier);
+  }
+  return verifier;
 }
 
 /**
@@ -257,7 +332,14 @@ function join(
   const checked = checkName(fields.username);
   if (!checked.ok) return violation(`Invalid username: ${checked.reason}`);
   const username = checked.name;
+  // Where tokens prove names, a token proves one: joining under another would pose as someone.
+  if (state.provenName !== null && foldName(username) !== foldName(state.provenName)) {
+    return [close(CloseCode.Unauthorized, "Username is not the token's name")];
+  }
   const channel = roomChannel(room);
+  if (session.channelFilter?.(channel) === false) {
+    return [close(CloseCode.Unauthorized, "Room not allowed by the token")];
+  }
   const replaced = earlierSelf(ctx, session, state, username);
   const leaving = replaced !== undefined && ctx.sessions.get(replaced)!.channels.has(channel)
     ? 1

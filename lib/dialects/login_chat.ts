@@ -14,7 +14,7 @@
  * @module
  */
 import { type GlobalRoomState, openGlobalRoom } from "./_global_room.ts";
-import type { Dialect, DialectContext } from "../dialect.ts";
+import { type Dialect, type DialectContext, unprovenShown } from "../dialect.ts";
 import type { MessageFrame } from "../protocol.ts";
 import { checkName, foldName } from "../names.ts";
 import { claimName, releaseName } from "../registry.ts";
@@ -91,7 +91,8 @@ function login(
   // The original takes any string; names reach every protocol, so they keep to the native rules.
   const checked = checkName(username);
   if (!checked.ok) return failure;
-  const { name } = checked;
+  // No token proves it: where tokens prove native names, others see it as `~name`.
+  const name = unprovenShown(ctx, checked.name);
   const previous = session.name;
   // Like the original, a name is taken even when it is this connection's own.
   if (previous !== null && foldName(previous) === foldName(name)) return failure;
@@ -115,7 +116,7 @@ function logout(
   const effects: Effect[] = [];
   if (
     session.name !== null && typeof username === "string" &&
-    foldName(username) === foldName(session.name)
+    foldName(unprovenShown(ctx, username)) === foldName(session.name)
   ) {
     releaseName(ctx.registry, session.id);
     session.name = null;

@@ -3,7 +3,9 @@
  * socket is a nameless listener of one global room, the core channel
  * `--compat-channel`; a client sends `{"usr","msg"}` (plus `"jwt"` when
  * `JWT_SECRET` is set) and every socket, the sender included, gets the
- * object back with the server's `"tim"`. See `docs/dialects/wschat.md`.
+ * object back with the server's `"tim"`. On a server that requires tokens
+ * a `usr` must be the name its `jwt` proves, or is shown as `~usr`. See
+ * `docs/dialects/wschat.md`.
  *
  * @example
  * ```sh
@@ -14,15 +16,21 @@
  */
 import * as jose from "jose";
 import { type GlobalRoomState, openGlobalRoom } from "./_global_room.ts";
-import type { Dialect, DialectContext } from "../dialect.ts";
-import { checkName } from "../names.ts";
+import { channelMatcher } from "../auth/jwt.ts";
+import {
+  type Dialect,
+  type DialectContext,
+  type DialectResult,
+  tokensRequired,
+} from "../dialect.ts";
+import { checkName, foldName, unprovenName } from "../names.ts";
 import type { MessageFrame } from "../protocol.ts";
 import type { Effect } from "../router.ts";
 
 const NAME = "wschat";
 
 /** The only algorithm the original verifies tokens with. */
-const JWT_ALGORITHMS = ["HS256"];
+const JWT_ALGORITHM = "HS256";
 
 /** The core channel a connection listens on, fixed when it opens. */
 export type WschatState = GlobalRoomState;
@@ -57,12 +65,8 @@ export const wschat: Dialect<WschatState> = {
   receive(ctx, _session, state, text) {
     const parsed = parseMessage(text, ctx.config.maxTextLength);
     if (parsed === null) return []; // dropped: wschat has no error frames
-    const secret = ctx.config.jwtSecret;
-    if (secret === null) return [publish(ctx, state, parsed)];
-    if (typeof parsed.jwt !== "string") return [];
-    return signedWith(parsed.jwt, secret).then((valid) =>
-      valid ? [publish(ctx, state, parsed)] : []
-    );
+    if (!tokensRequired(ctx)) return [publish(ctx, state, parsed)];
+    return checkSender(ctx, state, parsed);
   },
 
   encode(frame, origin) {
@@ -121,16 +125,41 @@ function publish(ctx: DialectContext, state: WschatState, { fields }: Parsed): E
   };
 }
 
-/** Whether `token` is a compact JWS signed with HS256 and `secret`; its claims (`exp` too) are not read. */
-async function signedWith(token: string, secret: string): Promise<boolean> {
+/**
+ * A message on a server that requires tokens, where a `usr` others see must
+ * be proven. It goes out under its `usr` when its `jwt` is a token a native
+ * login would take (key, `exp`, issuer, audience; HS256 only with
+ * `--jwt-secret`, as the original) whose name is `usr` and whose `channels`
+ * claim, if any, allows the room. Without a `jwt` it is dropped with
+ * `--jwt-secret` (the original's JWT mode), and goes out under `~usr` with
+ * a public key or key set (modes the original never had). Anything else is
+ * dropped, as the original drops a bad token.
+ */
+function checkSender(ctx: DialectContext, state: WschatState, parsed: Parsed): DialectResult {
+  const { jwt } = parsed;
+  const secretMode = ctx.config.jwtSecret !== null;
+  if (jwt === undefined || jwt === null) {
+    if (secretMode) return [];
+    parsed.fields.usr = unprovenName(parsed.fields.usr);
+    return [publish(ctx, state, parsed)];
+  }
+  if (typeof jwt !== "string" || (secretMode && !isHs256(jwt))) return [];
+  return ctx.jwt!.verify(jwt, ctx.now()).then((verified) => {
+    if (!verified.ok) return [];
+    const { name, channels } = verified.identity;
+    // The token proves one user: a message under another `usr` would speak for someone else.
+    if (foldName(name) !== foldName(parsed.fields.usr)) return [];
+    if (channels !== null && !channelMatcher(channels)(state.channel)) return [];
+    return [publish(ctx, state, parsed)];
+  });
+}
+
+/** Whether a compact JWS's header names HS256, the one algorithm the original verifies. */
+function isHs256(token: string): boolean {
   try {
-    await jose.compactVerify(token, new TextEncoder().encode(secret), {
-      algorithms: JWT_ALGORITHMS,
-    });
-    return true;
-  } catch (error) {
-    if (error instanceof jose.errors.JOSEError) return false;
-    throw error;
+    return jose.decodeProtectedHeader(token).alg === JWT_ALGORITHM;
+  } catch {
+    return false;
   }
 }
 

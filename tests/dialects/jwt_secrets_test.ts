@@ -41,12 +41,19 @@ function open(server: TestServer, path: string): Promise<DialectClient> {
   return openDialectClient(`${server.url.replace("http", "ws")}/compat/${path}`);
 }
 
-/** Whether GarinChat lets a client with `body` as its token into a room (else: the close code). */
-async function garinchatEntry(server: TestServer, body: string): Promise<"joined" | number> {
+/**
+ * Whether GarinChat lets a client with `body` as its token into a room as
+ * `username` (else: the close code).
+ */
+async function garinchatEntry(
+  server: TestServer,
+  body: string,
+  username = `user${crypto.randomUUID().slice(0, 8)}`,
+): Promise<"joined" | number> {
   const client = await open(server, "garinchat/");
   try {
     client.send({ type: "auth", body });
-    client.send({ type: "join", username: `user${crypto.randomUUID().slice(0, 8)}`, room: "room" });
+    client.send({ type: "join", username, room: "room" });
     const answer = await client.next().catch(() => null);
     if (answer === null) return (await withTimeout(client.closed, "the close")).code;
     assert.equal(answer.type, "join");
@@ -94,8 +101,12 @@ Deno.test("jwt secrets: with both set, each protocol checks its own", async (t) 
     HUBBUB_JWT_SECRET: HUBBUB_SECRET,
   });
   await t.step("garinchat takes GarinChat's secret, not hubbub's", async () => {
-    assert.equal(await garinchatEntry(server, await token(GARINCHAT_SECRET)), "joined");
-    assert.equal(await garinchatEntry(server, await loginToken(HUBBUB_SECRET, "u1")), 4401);
+    // Native logins need tokens, so GarinChat's must name the user as theirs do (with an exp).
+    assert.equal(
+      await garinchatEntry(server, await loginToken(GARINCHAT_SECRET, "gc1"), "gc1"),
+      "joined",
+    );
+    assert.equal(await garinchatEntry(server, await loginToken(HUBBUB_SECRET, "uu1"), "uu1"), 4401);
   });
   await t.step("native takes hubbub's secret, not GarinChat's", async () => {
     const valid = await loginToken(HUBBUB_SECRET, "nat");
@@ -106,8 +117,13 @@ Deno.test("jwt secrets: with both set, each protocol checks its own", async (t) 
   await t.step("wschat takes hubbub's secret, not GarinChat's", async () => {
     const client = await open(server, "wschat/");
     try {
-      client.send({ usr: "eve", msg: "garinchat-signed", jwt: await token(GARINCHAT_SECRET) });
-      client.send({ usr: "ann", msg: "hubbub-signed", jwt: await token(HUBBUB_SECRET) });
+      const forged = await loginToken(GARINCHAT_SECRET, "eve");
+      client.send({ usr: "eve", msg: "garinchat-signed", jwt: forged });
+      client.send({
+        usr: "ann",
+        msg: "hubbub-signed",
+        jwt: await loginToken(HUBBUB_SECRET, "ann"),
+      });
       // Checks settle in arrival order: the second message being first out proves the first dropped.
       assert.equal((await client.next()).msg, "hubbub-signed");
     } finally {
@@ -118,10 +134,20 @@ Deno.test("jwt secrets: with both set, each protocol checks its own", async (t) 
 
 Deno.test("jwt secrets: without a GarinChat secret, GarinChat takes the tokens native logins take", async () => {
   await using server = serve({ HUBBUB_JWT_SECRET: HUBBUB_SECRET });
-  assert.equal(await garinchatEntry(server, await loginToken(HUBBUB_SECRET, "u1")), "joined");
+  // GarinChat usernames have at least 3 bytes, and must be the token's name here.
+  assert.equal(
+    await garinchatEntry(server, await loginToken(HUBBUB_SECRET, "uu1"), "uu1"),
+    "joined",
+  );
   // As a native login: without `exp`, or signed with another secret, it is refused.
-  assert.equal(await garinchatEntry(server, await token(HUBBUB_SECRET, { sub: "u2" })), 4401);
-  assert.equal(await garinchatEntry(server, await loginToken(GARINCHAT_SECRET, "u3")), 4401);
+  assert.equal(
+    await garinchatEntry(server, await token(HUBBUB_SECRET, { sub: "uu2" }), "uu2"),
+    4401,
+  );
+  assert.equal(
+    await garinchatEntry(server, await loginToken(GARINCHAT_SECRET, "uu3"), "uu3"),
+    4401,
+  );
 });
 
 Deno.test("jwt secrets: JWT_DECODE_SECRET no longer sets --jwt-secret; it is --garinchat-jwt-secret", () => {

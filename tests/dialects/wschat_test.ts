@@ -184,19 +184,21 @@ Deno.test("wschat: invalid JSON or a wrong shape is dropped and the connection s
   });
 });
 
-Deno.test("wschat: with JWT_SECRET, only messages with a valid HS256 token go out", async (t) => {
+Deno.test("wschat: with JWT_SECRET, only messages whose HS256 token proves usr go out", async (t) => {
+  // The secret makes native logins need tokens too, so a token proves usr by the same rules.
   await using h = harness({ jwtSecret: SECRET });
   const sender = await h.connect();
   const listener = await h.connect();
-  const passes: [string, () => Promise<string>][] = [
-    ["a valid token", () => token({ sub: "ann" })],
-    ["an expired token (exp is not checked)", () => token({ exp: 1 })],
-    ["a token not valid yet (nbf is not checked)", () => token({ nbf: START / 1000 + 3600 })],
+  const exp = START / 1000 + 3600;
+  const passes: [string, string, () => Promise<string>][] = [
+    ["a token whose sub is usr", "ann", () => token({ sub: "ann", exp })],
+    ["a token whose name is usr", "ann", () => token({ sub: "id-1", name: "ann", exp })],
+    ["usr in another case", "ANN", () => token({ sub: "ann", exp })],
   ];
-  for (const [name, jwt] of passes) {
+  for (const [name, usr, jwt] of passes) {
     await t.step(`delivered: ${name}`, async () => {
-      sender.send({ usr: "ann", jwt: await jwt(), msg: "signed" });
-      const expected = out("ann", "signed");
+      sender.send({ usr, jwt: await jwt(), msg: "signed" });
+      const expected = out(usr, "signed");
       assert.equal(await sender.nextText(), expected, "the jwt is not forwarded");
       assert.equal(await listener.nextText(), expected);
     });
@@ -206,19 +208,28 @@ Deno.test("wschat: with JWT_SECRET, only messages with a valid HS256 token go ou
     ["a token that is not a string", () => Promise.resolve(42)],
     ["an empty token", () => Promise.resolve("")],
     ["garbage", () => Promise.resolve("not.a.jwt")],
-    ["another secret", () => token({}, "HS256", "another-secret-0123456789")],
-    ["HS512, not HS256", () => token({}, "HS512")],
+    ["another secret", () => token({ sub: "eve", exp }, "HS256", "another-secret-0123456789")],
+    ["HS512, not HS256", () => token({ sub: "eve", exp }, "HS512")],
     ["an unsecured token (alg none)", () => Promise.resolve(new jose.UnsecuredJWT({}).encode())],
     ["a tampered payload", async () => {
-      const [header, , signature] = (await token({ sub: "ann" })).split(".");
-      return `${header}.${btoa('{"sub":"eve"}').replaceAll("=", "")}.${signature}`;
+      const [header, , signature] = (await token({ sub: "ann", exp })).split(".");
+      return `${header}.${btoa(`{"sub":"eve","exp":${exp}}`).replaceAll("=", "")}.${signature}`;
     }],
+    ["another user's token", () => token({ sub: "ann", exp })],
+    ["a token naming nobody", () => token({ exp })],
+    ["a token without exp (a native login needs one)", () => token({ sub: "eve" })],
+    ["an expired token", () => token({ sub: "eve", exp: 1 })],
+    ["a token not valid yet", () => token({ sub: "eve", exp, nbf: START / 1000 + 600 })],
+    [
+      "a token whose channels leave out the room",
+      () => token({ sub: "eve", exp, channels: ["team-*"] }),
+    ],
   ];
   for (const [name, jwt] of drops) {
     await t.step(`dropped: ${name}`, async () => {
       sender.send({ usr: "eve", jwt: await jwt(), msg: "forged" });
       // Checks settle in arrival order, so the marker being next proves the other was dropped.
-      sender.send({ usr: "ann", jwt: await token(), msg: "marker" });
+      sender.send({ usr: "ann", jwt: await token({ sub: "ann", exp }), msg: "marker" });
       assert.equal(await sender.nextText(), out("ann", "marker"));
       assert.equal(await listener.nextText(), out("ann", "marker"));
     });
