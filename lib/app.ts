@@ -62,6 +62,14 @@ export const NATIVE = "native";
 /** How often idle per-IP records are forgotten. */
 const ADMISSION_SWEEP_MS = 60_000;
 
+/**
+ * The longest an allowed upgrade may take to open its socket (capped further
+ * by the login timeout) before its connection slot is given back: the last
+ * resort for a socket the runtime never reports on (Deno, when the client
+ * resets during the handshake).
+ */
+const MAX_OPEN_DEADLINE_MS = 10_000;
+
 /** What the app needs from its surroundings. */
 export interface AppDeps {
   /** Time and timers (injected for tests). */
@@ -105,9 +113,15 @@ export interface Connection {
 export interface App {
   /** Answers an HTTP request, or says it may be upgraded to a WebSocket. */
   fetch: HttpHandler;
-  /** Starts a session on a newly opened WebSocket. */
+  /**
+   * Starts a session on a newly opened WebSocket; one whose upgrade was
+   * abandoned or timed out (or that opens during shutdown) is closed at once.
+   */
   open(socket: Socket, upgrade: Upgrade): Connection;
-  /** Gives back what `fetch` reserved for an upgrade whose socket never opened. */
+  /**
+   * Gives back what `fetch` reserved for an upgrade whose socket will not
+   * open; safe to call more than once, and after `open`.
+   */
   abandon(upgrade: Upgrade): void;
   /** Refuses new connections and closes every socket with `code` (no presence storm). */
   shutdown(code: number, reason: string): void;
@@ -170,6 +184,9 @@ export function createApp(config: Config, deps: AppDeps): App {
   let shuttingDown = false;
   /** Sockets whose close event has not arrived yet (ended sessions included). */
   let openSockets = 0;
+  /** Upgrades allowed whose socket has not opened (nor been abandoned) yet, by when. */
+  const upgrading = new Map<Upgrade, number>();
+  const openDeadlineMs = Math.min(config.loginTimeout * 1000, MAX_OPEN_DEADLINE_MS);
 
   const core: Core = {
     registry: createRegistry(),
@@ -512,9 +529,26 @@ export function createApp(config: Config, deps: AppDeps): App {
     }
   };
 
+  /** Gives back the slot of an upgrade whose socket will not open; false if it was given already. */
+  const unreserve = (upgrade: Upgrade, reason: "gone" | "deadline") => {
+    if (!upgrading.delete(upgrade)) return false;
+    admission.closed(upgrade.ip);
+    bump(metrics.abandoned, reason);
+    return true;
+  };
+
   const sweep = () => {
     const now = clock.now();
     log.flush();
+    // In the order they were allowed: the first one still in time ends the search.
+    for (const [upgrade, since] of upgrading) {
+      if (now - since < openDeadlineMs) break;
+      unreserve(upgrade, "deadline");
+      log.limited("warn", "upgrade:never_opened", "an upgrade never opened; its slot is free", {
+        ip: upgrade.ip,
+        dialect: upgrade.dialect,
+      });
+    }
     for (const id of expired(awaitingLogin, now, config.loginTimeout * 1000)) {
       end(id, CloseCode.LoginTimeout, "Login timeout");
     }
@@ -549,7 +583,7 @@ export function createApp(config: Config, deps: AppDeps): App {
     // The web-standard start of this process (not of the app), as Prometheus expects.
     startTimeSeconds: Math.round(performance.timeOrigin) / 1000,
   };
-  const fetch = createHttpHandler({
+  const handleHttp = createHttpHandler({
     config,
     log,
     assets: ASSETS,
@@ -613,6 +647,7 @@ export function createApp(config: Config, deps: AppDeps): App {
     metricsText: () =>
       renderMetrics(metrics, {
         connections: sessions.size,
+        slots: admission.total,
         users: core.registry.owners.size,
         channels: core.channels.members.size,
         residentBytes: deps.residentBytes?.(),
@@ -621,9 +656,25 @@ export function createApp(config: Config, deps: AppDeps): App {
       }, build),
   });
 
+  /** Remembers each upgrade it allows, so one whose socket never opens cannot keep its slot. */
+  const fetch: HttpHandler = async (request, info) => {
+    const answer = await handleHttp(request, info);
+    if (!(answer instanceof Response)) upgrading.set(answer, clock.now());
+    return answer;
+  };
+
   return {
     fetch,
     open(socket, upgrade) {
+      const reserved = upgrading.delete(upgrade);
+      if (!reserved || shuttingDown) {
+        // Too late: its slot went back at the deadline (counting it again could pass the caps),
+        // or the server is stopping.
+        if (reserved) admission.closed(upgrade.ip);
+        if (shuttingDown) socket.close(CloseCode.ServiceRestart, "Server restarting");
+        else socket.close(CloseCode.TryAgainLater, "The connection took too long to open");
+        return { message() {}, closed() {} };
+      }
       const now = clock.now();
       const dialectName = upgrade.dialect ?? NATIVE;
       const session = createSession(
@@ -704,7 +755,7 @@ export function createApp(config: Config, deps: AppDeps): App {
       };
     },
     abandon(upgrade) {
-      admission.closed(upgrade.ip);
+      if (unreserve(upgrade, "gone")) log.debug("an upgrade did not open", { ip: upgrade.ip });
     },
     shutdown(code, reason) {
       shuttingDown = true;

@@ -12,6 +12,11 @@ export interface Metrics {
   connectionsOpened: number;
   /** Upgrades refused before they became sockets, by reason. */
   refused: Map<string, number>;
+  /**
+   * Upgrades allowed whose socket never opened, their slots given back: "gone" (the client
+   * left, as the runtime told us) or "deadline" (the runtime never told us anything).
+   */
+  abandoned: Map<string, number>;
   framesIn: number;
   messagesIn: number;
   /** Frames sent, after coalescing. */
@@ -49,6 +54,7 @@ export function createMetrics(): Metrics {
   return {
     connectionsOpened: 0,
     refused: new Map(),
+    abandoned: new Map(),
     framesIn: 0,
     messagesIn: 0,
     framesOut: 0,
@@ -117,6 +123,8 @@ export interface BuildInfo {
 /** Point-in-time values that are not counters. */
 export interface Gauges {
   connections: number;
+  /** Connections counted against the caps: open sockets plus upgrades not yet settled. */
+  slots?: number;
   users: number;
   channels: number;
   residentBytes?: number;
@@ -200,6 +208,12 @@ export function renderMetrics(metrics: Metrics, gauges: Gauges, build: BuildInfo
       [[`{version="${labelValue(build.version)}",runtime="${labelValue(build.runtime)}"}`, 1]],
     ],
     ["hubbub_connections", "gauge", "Open WebSocket connections.", one(gauges.connections)],
+    [
+      "hubbub_connection_slots",
+      "gauge",
+      "Connections counted against the caps: open sockets plus upgrades in flight.",
+      one(gauges.slots),
+    ],
     ["hubbub_users", "gauge", "Logged-in users.", one(gauges.users)],
     ["hubbub_channels", "gauge", "Channels with at least one member.", one(gauges.channels)],
     [
@@ -213,6 +227,12 @@ export function renderMetrics(metrics: Metrics, gauges: Gauges, build: BuildInfo
       "counter",
       "Upgrades refused, by reason.",
       labelled("reason", metrics.refused),
+    ],
+    [
+      "hubbub_upgrades_abandoned_total",
+      "counter",
+      "Upgrades allowed whose socket never opened (gone: the client left; deadline: never heard of).",
+      labelled("reason", metrics.abandoned),
     ],
     ["hubbub_frames_in_total", "counter", "WebSocket messages received.", one(metrics.framesIn)],
     [

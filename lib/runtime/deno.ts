@@ -19,11 +19,22 @@ const RELISTEN_GIVE_UP_MS = 60_000;
 /** Serves `app` with `Deno.serve`; recovers the listener when accepting fails. */
 export function serveDeno(app: App, options: ServeOptions): RunningServer {
   const handler = async (request: Request, info: Deno.ServeHandlerInfo) => {
+    // Deno watches for the client leaving only once the signal is read, so read it first.
+    const signal = request.headers.has("upgrade") ? request.signal : undefined;
     const answer = await app.fetch(request, {
       ip: (info.remoteAddr as Deno.NetAddr).hostname,
       listener: options.listener,
     });
     if (answer instanceof Response) return answer;
+    // A client that resets while Deno writes the 101 leaves a socket that never reports open,
+    // close or error, and a descriptor Deno never closes. A reset that arrived with the request
+    // (or while the authorizer decided) shows up as the aborted signal after one turn of the
+    // event loop; the rest is caught by the app's open deadline, which frees the slot only.
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    if (signal?.aborted) {
+      app.abandon(answer);
+      return new Response(null, { status: 400 });
+    }
     let upgraded;
     try {
       upgraded = Deno.upgradeWebSocket(request, { idleTimeout: options.pingTimeout });
@@ -140,7 +151,8 @@ function bindSocket(app: App, socket: WebSocket, upgrade: Upgrade): void {
     connection = undefined;
   });
   socket.onerror = () => {
-    // Always followed by a close event.
+    // A failed upgrade fires this alone; once open, a close event follows.
+    if (connection === undefined) app.abandon(upgrade);
   };
 }
 
