@@ -23,8 +23,14 @@ import type { RunningServer, Runtime } from "./lib/runtime/types.ts";
 import { listenFailure, startupFields } from "./lib/startup.ts";
 import { VERSION } from "./lib/version.ts";
 
-/** How long shutdown waits for close handshakes (Deno Deploy kills at 5 s). */
+/** How long shutdown may take in all, close handshakes included (Deno Deploy kills at 5 s). */
 const SHUTDOWN_GRACE_MS = 3000;
+
+/** The part of the grace period kept for the listeners and the cluster to stop. */
+const STOP_MS = 1000;
+
+/** How long the listeners may take to finish their open HTTP requests at shutdown. */
+const DRAIN_MS = 500;
 
 /** The adapter for the runtime we run on, by feature detection (Bun first: it may shim Deno). */
 function pickRuntime(): Runtime {
@@ -112,18 +118,47 @@ runtime.onShutdownSignal(async (signal) => {
     signal,
     connections: app.connections,
   });
+  // The process ends within the grace period whatever still waits: a peer that never answers
+  // its close, a listener that never drains, Redis that does not answer.
+  const watchdog = setTimeout(() => {
+    log.warn("the shutdown grace period ran out; exiting anyway", {
+      grace_ms: SHUTDOWN_GRACE_MS,
+      connections: app.connections,
+    });
+    runtime.exit(0);
+  }, SHUTDOWN_GRACE_MS);
   app.shutdown(CloseCode.ServiceRestart, "Server restarting");
-  // Let the close handshakes finish (shutting the listener first would send 1001),
-  // but never wait on a peer that does not answer past the grace period.
+  // Let the close handshakes finish (shutting the listener first would send 1001), keeping
+  // some of the grace period for the listeners and the cluster to stop.
   let timer: ReturnType<typeof setTimeout> | undefined;
-  const grace = new Promise<void>((resolve) => timer = setTimeout(resolve, SHUTDOWN_GRACE_MS));
-  await Promise.race([app.idle(), grace]);
+  const handshakes = new Promise<void>((resolve) =>
+    timer = setTimeout(resolve, SHUTDOWN_GRACE_MS - STOP_MS)
+  );
+  await Promise.race([app.idle(), handshakes]);
   clearTimeout(timer);
-  await Promise.all(servers.map((listener) => listener.shutdown()));
+  // A listener waits for its open requests: an authorizer call, or on Deno an upgrade whose
+  // client reset mid-handshake, which never ends.
+  const drained = await within(
+    Promise.all(servers.map((listener) => listener.shutdown())),
+    DRAIN_MS,
+  );
+  if (!drained) log.warn("HTTP requests still open; not waiting for them", { waited_ms: DRAIN_MS });
   await app.stop();
+  clearTimeout(watchdog);
   log.info("stopped");
   runtime.exit(0);
 });
+
+/** Whether `promise` settles within `ms`. */
+async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<false>((resolve) => timer = setTimeout(() => resolve(false), ms));
+  try {
+    return await Promise.race([promise.then(() => true), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 function formatHost(hostname: string): string {
   return hostname.includes(":") ? `[${hostname}]` : hostname;
