@@ -16,6 +16,9 @@ const RELISTEN_DELAY_MS = 1000;
 /** How long the listener may keep failing before the process gives up and exits 1. */
 const RELISTEN_GIVE_UP_MS = 60_000;
 
+/** The longest a socket the server closes goes on reading what its client had already sent. */
+const CLOSE_LINGER_MS = 1000;
+
 /** Serves `app` with `Deno.serve`; recovers the listener when accepting fails. */
 export function serveDeno(app: App, options: ServeOptions): RunningServer {
   const handler = async (request: Request, info: Deno.ServeHandlerInfo) => {
@@ -105,9 +108,25 @@ export function serveDeno(app: App, options: ServeOptions): RunningServer {
 /** Wires one Deno WebSocket to a new app connection. */
 function bindSocket(app: App, socket: WebSocket, upgrade: Upgrade): void {
   socket.binaryType = "arraybuffer";
+  /** The close the app asked for, while frames the client sent before it are still read. */
+  let closing: { code: number; reason: string; since: number } | undefined;
+  let closeTimer: ReturnType<typeof setTimeout> | undefined;
+  const closeNow = () => {
+    closeTimer = undefined;
+    if (socket.readyState === WebSocket.OPEN) socket.close(closing!.code, closing!.reason);
+  };
+  // A Deno server socket that reads a data frame after close() drops the connection at once:
+  // its close frame may be unsent, and unread bytes make the kernel send a reset, so the client
+  // sees 1006 instead of why it was cut off (a flood's 4429). So close only once a turn of the
+  // event loop passes without a frame, or after CLOSE_LINGER_MS of a client that never stops.
+  const closeWhenQuiet = () => {
+    clearTimeout(closeTimer);
+    if (Date.now() - closing!.since >= CLOSE_LINGER_MS) closeNow();
+    else closeTimer = setTimeout(closeNow, 0);
+  };
   const adapted: Socket = {
     send(text) {
-      if (socket.readyState !== WebSocket.OPEN) return;
+      if (socket.readyState !== WebSocket.OPEN || closing !== undefined) return;
       try {
         socket.send(text);
       } catch {
@@ -115,8 +134,10 @@ function bindSocket(app: App, socket: WebSocket, upgrade: Upgrade): void {
       }
     },
     close(code, reason) {
-      if (socket.readyState === WebSocket.OPEN || socket.readyState === WebSocket.CONNECTING) {
-        socket.close(code, reason);
+      if (socket.readyState === WebSocket.CONNECTING) socket.close(code, reason);
+      else if (socket.readyState === WebSocket.OPEN && closing === undefined) {
+        closing = { code, reason, since: Date.now() };
+        closeWhenQuiet();
       }
     },
     get bufferedAmount() {
@@ -140,12 +161,14 @@ function bindSocket(app: App, socket: WebSocket, upgrade: Upgrade): void {
     connection = app.open(adapted, upgrade);
   });
   socket.onmessage = guard("message", (event: MessageEvent) => {
+    if (closing !== undefined) return closeWhenQuiet(); // the app is done with this socket
     const data = event.data;
     connection?.message(
       typeof data === "string" ? data : { binary: true, bytes: new Uint8Array(data) },
     );
   });
   socket.onclose = guard("close", (event: CloseEvent) => {
+    clearTimeout(closeTimer);
     if (connection === undefined) app.abandon(upgrade); // closed before it opened
     connection?.closed(event.code);
     connection = undefined;
