@@ -428,7 +428,7 @@ export function createApp(config: Config, deps: AppDeps): App {
     run([
       error(
         "unavailable",
-        "Names cannot be claimed right now (cluster store down); try again",
+        "Names cannot be claimed right now (the cluster store is down or recovering); try again",
         command.ref,
       ),
     ], session.id);
@@ -574,7 +574,8 @@ export function createApp(config: Config, deps: AppDeps): App {
 
   const readinessChecks: ReadinessCheck[] = [
     { name: "shutdown", ready: () => !shuttingDown },
-    { name: "cluster", ready: () => cluster === null || cluster.up },
+    // Down, or back but not every node's names are in the store again: logins are refused.
+    { name: "cluster", ready: () => cluster === null || cluster.admitting },
     ...deps.readiness ?? [],
   ];
   const build = {

@@ -9,6 +9,14 @@
  * listing counts them. A node that stops beating for a lease is dropped,
  * and its members leave with a presence `leave` for the members here.
  *
+ * After the engine comes back (a Redis restart may have forgotten every
+ * name), a node admits no new login until every node it knows has put its
+ * names back in the store: each node re-asserts its own names before it
+ * tells the others its state, and a node that hears a `hello` re-asserts
+ * before it answers. Names given out locally while the store could not be
+ * asked (dialect logins) are claimed only then, so a name held before the
+ * outage never loses to one taken during it.
+ *
  * Runtime-free: time comes from the clock, the network from the engine.
  *
  * @module
@@ -63,6 +71,8 @@ export interface Cluster {
   remoteMembers(channel: string): number;
   /** Whether the engine is connected. */
   readonly up: boolean;
+  /** Whether names can be claimed: connected, and every known node's names are in the store again. */
+  readonly admitting: boolean;
   /** Other nodes seen alive. */
   readonly nodes: number;
   /** Says goodbye and disconnects. */
@@ -84,6 +94,14 @@ export function createCluster(options: ClusterOptions): Cluster {
   const nodes = new Map<string, RemoteNode>();
   /** Local sessions → the folded name they hold cluster-wide. */
   const held = new Map<SessionId, string>();
+  /** Sessions of `held` whose name was given out while claims were not admitted: not in the store yet. */
+  const deferred = new Set<SessionId>();
+  /** Since the engine last came up: whether this node's names are in the store again. */
+  let asserted = false;
+  /** Since the engine last came up: the known nodes whose names may not be in the store yet. */
+  const awaited = new Set<string>();
+  /** Whether claims are admitted (see `admitting`). */
+  let admitting = false;
   const remoteCounts = new Map<string, number>();
   let nextRemoteId: SessionId = -1;
   let outbox: BusMessage[] = [];
@@ -92,6 +110,8 @@ export function createCluster(options: ClusterOptions): Cluster {
   let everUp = false;
   let toldUnreachable = false;
   let stopped = false;
+  /** How many times claims were admitted after coming up; the first is the start, not logged. */
+  let recoveries = 0;
 
   const ownerOf = (id: SessionId) => `${nodeId}:${id}`;
 
@@ -182,41 +202,107 @@ export function createCluster(options: ClusterOptions): Cluster {
         break;
       }
       case "state":
+        // Whoever it is for, a node sends its state only once its names are in the store.
+        if (awaited.delete(from)) admitIfRecovered();
         if (message.to !== undefined && message.to !== nodeId) break;
         clearNode(node, false);
         for (const [channel, session, name] of message.m) addMember(node, channel, session, name);
         break;
       case "hello":
-        if (message.to === undefined || message.to === nodeId) {
-          send({ t: "state", to: from, m: localState() });
-        }
+        // The asker may have found the store empty: our names go back in before we answer.
+        if (message.to === undefined || message.to === nodeId) reassert(from);
         break;
       case "beat":
         break;
       case "bye":
         clearNode(node, true);
         nodes.delete(from);
+        if (awaited.delete(from)) admitIfRecovered();
         break;
       case "kick":
         options.kick(message.k);
     }
   };
 
-  const renew = async () => {
-    if (!up || held.size === 0) return;
-    const claims: Claim[] = [...held].map(([id, key]) => ({ key, owner: ownerOf(id) }));
-    const lost = await engine.renew(claims, leaseMs);
-    if (lost === null) return; // unreachable: the next beat tries again
-    for (const claim of lost) {
-      const id = Number(claim.owner.slice(nodeId.length + 1));
-      if (held.get(id) !== claim.key) continue;
-      held.delete(id);
-      metrics.cluster.namesLost++;
-      options.log.warn("cluster: the name of a session is held on another node now; ending it", {
-        conn: id,
-        name: claim.key,
+  /** A local session's name turned out held elsewhere: end the session. */
+  const lose = (id: SessionId, key: string) => {
+    held.delete(id);
+    deferred.delete(id);
+    metrics.cluster.namesLost++;
+    options.log.warn("cluster: the name of a session is held on another node now; ending it", {
+      conn: id,
+      name: key,
+    });
+    options.nameLost(id);
+  };
+
+  /**
+   * Extends this node's leases, claiming again what the store forgot; true
+   * once done (at once when there is nothing to renew), false when the
+   * store could not be reached.
+   */
+  const renew = (): boolean | Promise<boolean> => {
+    if (!up) return false;
+    const claims: Claim[] = [];
+    for (const [id, key] of held) if (!deferred.has(id)) claims.push({ key, owner: ownerOf(id) });
+    if (claims.length === 0) return true;
+    return engine.renew(claims, leaseMs).then((lost) => {
+      if (lost === null) return false; // unreachable: the next beat tries again
+      for (const claim of lost) {
+        const id = Number(claim.owner.slice(nodeId.length + 1));
+        if (held.get(id) === claim.key && !deferred.has(id)) lose(id, claim.key);
+      }
+      return true;
+    });
+  };
+
+  /**
+   * Renews this node's names, then tells the others (`to`, or all) its
+   * state, which says its names are in the store; claims may then be
+   * admitted. Not answered when the store cannot be reached: the asker
+   * hears our state once we are connected again.
+   */
+  const reassert = (to?: string) => {
+    const renewed = () => {
+      if (!up) return;
+      send(
+        to === undefined ? { t: "state", m: localState() } : { t: "state", to, m: localState() },
+      );
+      if (!asserted) {
+        asserted = true;
+        admitIfRecovered();
+      }
+    };
+    const result = renew();
+    if (result === true) renewed();
+    else if (result !== false) {
+      result.then((done) => done && renewed()).catch((error) =>
+        options.log.error("cluster: re-asserting names failed", { error: String(error) })
+      );
+    }
+  };
+
+  /** Admits claims once this node and every node awaited have their names in the store again. */
+  const admitIfRecovered = () => {
+    if (admitting || !up || !asserted || awaited.size > 0) return;
+    admitting = true;
+    if (recoveries++ > 0) {
+      options.log.info("cluster: every node's names are in the store again; admitting logins", {
+        engine: engine.kind,
       });
-      options.nameLost(id);
+    }
+    // Names given out meanwhile are claimed now, after those held before: the later one loses.
+    for (const id of deferred) {
+      const key = held.get(id);
+      deferred.delete(id);
+      if (key === undefined) continue;
+      Promise.resolve(engine.claim({ key, owner: ownerOf(id) }, leaseMs)).then((outcome) => {
+        bump(metrics.cluster.claims, outcome);
+        if (held.get(id) !== key || deferred.has(id)) return;
+        if (outcome === "taken") lose(id, key);
+        // Cut off again before the answer: claimed after the next recovery.
+        else if (outcome === "unavailable") deferred.add(id);
+      });
     }
   };
 
@@ -229,10 +315,17 @@ export function createCluster(options: ClusterOptions): Cluster {
       options.log.warn("cluster: a node fell silent; its members leave", { node: id });
       clearNode(node, true);
       nodes.delete(id);
+      // Its names are free once its leases run out, as a crashed node's are.
+      if (awaited.delete(id)) admitIfRecovered();
     }
-    renew().catch((error) =>
-      options.log.error("cluster: renewing names failed", { error: String(error) })
-    );
+    // Until our names are back, each beat tries again (and tells the others when done).
+    if (!asserted) return reassert();
+    const result = renew();
+    if (typeof result !== "boolean") {
+      result.catch((error) =>
+        options.log.error("cluster: renewing names failed", { error: String(error) })
+      );
+    }
   };
   const stopBeat = clock.every(Math.max(1, Math.floor(leaseMs / 3)), beat);
 
@@ -266,12 +359,15 @@ export function createCluster(options: ClusterOptions): Cluster {
       // We could not tell who was alive while cut off: everyone gets a fresh lease.
       const now = clock.now();
       for (const node of nodes.values()) node.lastSeen = now;
-      // What others missed of us, and what we missed of them.
-      send({ t: "state", m: localState() });
+      // The store may have forgotten every name: no claim until every node we know has put its
+      // names back (its state says so), or has been dropped for silence.
+      asserted = false;
+      admitting = false;
+      awaited.clear();
+      for (const id of nodes.keys()) awaited.add(id);
+      // What we missed of the others (they re-assert, then answer), then what they missed of us.
       send({ t: "hello" });
-      renew().catch((error) =>
-        options.log.error("cluster: re-asserting names failed", { error: String(error) })
-      );
+      reassert();
     },
     down(reason) {
       if (stopped) return;
@@ -287,6 +383,7 @@ export function createCluster(options: ClusterOptions): Cluster {
         return;
       }
       up = false;
+      admitting = false;
       metrics.cluster.disconnects++;
       options.log.error(`cluster: lost the ${engine.kind} connection; serving locally`, {
         engine: engine.kind,
@@ -297,7 +394,7 @@ export function createCluster(options: ClusterOptions): Cluster {
 
   return {
     claim(key, id) {
-      if (!up) {
+      if (!admitting) {
         bump(metrics.cluster.claims, "unavailable");
         return "unavailable";
       }
@@ -313,19 +410,19 @@ export function createCluster(options: ClusterOptions): Cluster {
       if (held.get(id) === key) return;
       // A dialect claimed it locally: hold it, and end the session if it turns out held elsewhere.
       held.set(id, key);
-      if (!up) return; // re-asserted by the next renewal
+      if (!admitting) {
+        deferred.add(id); // claimed once every node's names are back in the store
+        return;
+      }
       Promise.resolve(engine.claim({ key, owner: ownerOf(id) }, leaseMs)).then((outcome) => {
         bump(metrics.cluster.claims, outcome);
-        if (outcome === "taken" && held.get(id) === key) {
-          held.delete(id);
-          metrics.cluster.namesLost++;
-          options.nameLost(id);
-        }
+        if (outcome === "taken" && held.get(id) === key && !deferred.has(id)) lose(id, key);
       });
     },
     released(key, id) {
       if (held.get(id) !== key) return;
       held.delete(id);
+      if (deferred.delete(id)) return; // never reached the store
       if (up) engine.release({ key, owner: ownerOf(id) });
     },
     published(channel, frame, origin) {
@@ -352,6 +449,9 @@ export function createCluster(options: ClusterOptions): Cluster {
     },
     get up() {
       return up;
+    },
+    get admitting() {
+      return admitting;
     },
     get nodes() {
       return nodes.size;

@@ -65,6 +65,21 @@ export interface Engine {
   stop(): Promise<void>;
 }
 
+/** In-process engines sharing one bus and one name store, with the store's outages at a test's command. */
+export interface MemoryCluster {
+  /** A new engine on the shared bus and store. */
+  engine(): Engine;
+  /**
+   * Cuts every started engine off the store, as a Redis restart does: each
+   * node is told it is down, and until `reconnect` its claims are
+   * unavailable and its publications lost. With `forget`, the store comes
+   * back empty (a Redis without persistence).
+   */
+  cut(options?: { forget?: boolean }): void;
+  /** Gives `engine` its connection back and tells its node (engines return in the order a test chooses). */
+  reconnect(engine: Engine): void;
+}
+
 /**
  * A set of in-process engines that share one bus and one name store: nodes
  * of a cluster inside one process (tests), or, alone, the single node a
@@ -72,7 +87,7 @@ export interface Engine {
  * asynchronously, as over a network, but before any socket event that
  * follows, which makes tests deterministic.
  */
-export function createMemoryCluster(): { engine(): Engine } {
+export function createMemoryCluster(): MemoryCluster {
   return memoryEngines(true);
 }
 
@@ -81,35 +96,46 @@ export function createMemoryEngine(): Engine {
   return memoryEngines(false).engine();
 }
 
-function memoryEngines(shared: boolean): { engine(): Engine } {
+/** One engine's link to the shared store. */
+interface Link {
+  listener?: EngineListener;
+  connected: boolean;
+}
+
+function memoryEngines(shared: boolean): MemoryCluster {
   const names = new Map<string, string>();
-  const listeners = new Set<EngineListener>();
+  const links = new Map<Engine, Link>();
   return {
     engine() {
-      let listener: EngineListener | undefined;
+      const link: Link = { connected: true };
       const engine: Engine = {
         kind: "memory",
         shared,
         start(l) {
-          listener = l;
-          listeners.add(l);
-          queueMicrotask(() => l.up());
+          link.listener = l;
+          queueMicrotask(() => link.connected && link.listener === l && l.up());
         },
         publish(payload) {
-          for (const other of listeners) {
-            if (other !== listener) {
-              queueMicrotask(() => listeners.has(other) && other.message(payload));
-            }
+          if (!link.connected) return false;
+          for (const other of links.values()) {
+            if (other === link || other.listener === undefined) continue;
+            const { listener } = other;
+            // Received only while connected, as a Redis subscriber would.
+            queueMicrotask(() =>
+              other.connected && other.listener === listener && listener.message(payload)
+            );
           }
           return true;
         },
         claim({ key, owner }) {
+          if (!link.connected) return "unavailable";
           const holder = names.get(key);
           if (holder !== undefined && holder !== owner) return "taken";
           names.set(key, owner);
           return "claimed";
         },
         renew(claims) {
+          if (!link.connected) return Promise.resolve(null);
           const lost: Claim[] = [];
           for (const claim of claims) {
             const holder = names.get(claim.key);
@@ -119,14 +145,28 @@ function memoryEngines(shared: boolean): { engine(): Engine } {
           return Promise.resolve(lost);
         },
         release({ key, owner }) {
-          if (names.get(key) === owner) names.delete(key);
+          if (link.connected && names.get(key) === owner) names.delete(key);
         },
         stop() {
-          if (listener !== undefined) listeners.delete(listener);
+          link.listener = undefined;
+          links.delete(engine);
           return Promise.resolve();
         },
       };
+      links.set(engine, link);
       return engine;
+    },
+    cut({ forget = false } = {}) {
+      const cut = [...links.values()].filter((link) => link.connected);
+      for (const link of cut) link.connected = false;
+      if (forget) names.clear();
+      for (const link of cut) link.listener?.down("the store restarted");
+    },
+    reconnect(engine) {
+      const link = links.get(engine);
+      if (link === undefined || link.connected) return;
+      link.connected = true;
+      link.listener?.up();
     },
   };
 }

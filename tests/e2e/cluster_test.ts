@@ -3,7 +3,8 @@
  * ports sharing a real Redis that the test starts on a free port. Messages,
  * presence and member lists cross nodes; names are unique cluster-wide; a
  * node killed with SIGKILL frees its names within the lease; a Redis restart
- * stops new logins but not local traffic, and the cluster heals after it.
+ * stops new logins but not local traffic, and the cluster heals after it,
+ * giving out no name until every node has put its own back.
  */
 import assert from "node:assert/strict";
 import { openClient, type TestClient, WAIT_MS, withTimeout } from "../_helpers.ts";
@@ -246,8 +247,81 @@ Deno.test("cluster e2e: Redis restarted mid-test: logins fail clearly, local tra
     for (const client of [alice, dave]) {
       assert.equal((await client.nextOf("message")).text, "after the restart");
     }
-    late.send({ type: "login", name: "erin" });
-    assert.equal((await late.next()).type, "welcome");
+    // Node 0 admits logins once node 1 has said its names are back (a bus round trip).
+    await waitFor("erin's login on node 0", async () => {
+      late.send({ type: "login", name: "erin" });
+      const reply = await late.next();
+      if (reply.type === "welcome") return true;
+      assert.equal(reply.code, "unavailable");
+      return false;
+    });
+  } finally {
+    await closeAll(clients);
+    await stopAll(nodes);
+  }
+});
+
+Deno.test("cluster e2e: Redis restarted empty while one node is frozen: the other gives none of its names out until it is back", async () => {
+  await using redis = await startRedis();
+  // A long lease: the frozen node must not be dropped for silence while the test looks.
+  const nodes = await Promise.all([0, 1].map(() =>
+    spawnServer({
+      args: [
+        ...["--redis-url", redis.url, "--name-lease", "30"],
+        ...["--connect-rate", "1000", "--rate-limit", "1000", "--rate-burst", "1000"],
+      ],
+    })
+  ));
+  const clients: TestClient[] = [];
+  try {
+    for (const node of nodes) await waitForMetric(node, "hubbub_cluster_nodes", 1);
+    const alice = await user(nodes[0], "alice", "lobby");
+    clients.push(alice);
+    /** A login on node 1 by a fresh client (each refusal would count as a failed login). */
+    const loginOnNode1 = async (name: string) => {
+      const probe = await openClient(nodes[1].wsUrl);
+      try {
+        probe.send({ type: "login", name });
+        const reply = await probe.next();
+        return reply.type === "error" ? reply.code : reply.type;
+      } finally {
+        await probe.close();
+      }
+    };
+    assert.equal(await loginOnNode1("alice"), "name_taken");
+
+    await redis.stop();
+    for (const node of nodes) await waitForMetric(node, "hubbub_cluster_up", 0);
+    // Node 0 cannot come back before node 1 has: the order in which the old code gave alice away.
+    nodes[0].child.kill("SIGSTOP");
+    try {
+      await redis.start();
+      await waitForMetric(nodes[1], "hubbub_cluster_up", 1, 10_000);
+      // The store is empty and node 0 has not put alice back: node 1 gives out no name at all.
+      assert.equal(await loginOnNode1("alice"), "unavailable");
+      assert.equal(await loginOnNode1("аlice"), "unavailable", "nor a look-alike of it");
+      assert.equal(await loginOnNode1("zoe"), "unavailable");
+      const ready = await fetch(`${nodes[1].url}/readyz`);
+      assert.deepEqual([ready.status, await ready.json()], [503, {
+        status: "not_ready",
+        failed: ["cluster"],
+      }]);
+    } finally {
+      nodes[0].child.kill("SIGCONT");
+    }
+
+    // Node 0 reconnects and puts alice back; only then does node 1 answer, and alice is taken.
+    let answer = "unavailable";
+    await waitFor("node 1 to admit logins again", async () => {
+      answer = await loginOnNode1("alice");
+      return answer !== "unavailable";
+    }, 15_000);
+    assert.equal(answer, "name_taken");
+    assert.equal(await loginOnNode1("zoe"), "welcome");
+    // Alice was never closed (4409): her ping is answered.
+    alice.send({ type: "ping", ref: 1 });
+    assert.deepEqual(await alice.next(), { type: "pong", ref: 1 });
+    assert.equal(await metric(nodes[0], "hubbub_cluster_names_lost_total"), 0);
   } finally {
     await closeAll(clients);
     await stopAll(nodes);
