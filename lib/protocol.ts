@@ -114,7 +114,7 @@ export const ERROR_CODES = {
   token_expired: "The token has expired (or is not valid yet); get a fresh one",
   forbidden: "The token's `channels` claim or the authorizer does not allow this",
   unavailable:
-    "In a cluster: the shared name store cannot be reached, so no name can be claimed; try again",
+    "In a cluster: the shared name store cannot be reached, or is back but not every node has put its names back yet, so no name can be claimed; try again",
 } as const;
 
 /** An error code of an `error` frame. */
