@@ -28,7 +28,9 @@ export function serveDeno(app: App, options: ServeOptions): RunningServer {
       ip: (info.remoteAddr as Deno.NetAddr).hostname,
       listener: options.listener,
     });
-    if (answer instanceof Response) return answer;
+    // Deno.serve has no idle timeout (denoland/deno#3515): a keep-alive connection would stay
+    // open for as long as the client likes, so each plain answer ends its connection.
+    if (answer instanceof Response) return closingConnection(answer);
     // A client that resets while Deno writes the 101 leaves a socket that never reports open,
     // close or error, and a descriptor Deno never closes. A reset that arrived with the request
     // (or while the authorizer decided) shows up as the aborted signal after one turn of the
@@ -177,6 +179,23 @@ function bindSocket(app: App, socket: WebSocket, upgrade: Upgrade): void {
     // A failed upgrade fires this alone; once open, a close event follows.
     if (connection === undefined) app.abandon(upgrade);
   };
+}
+
+/** `response` with `Connection: close`, so the server closes the connection once it is sent. */
+function closingConnection(response: Response): Response {
+  try {
+    response.headers.set("connection", "close");
+    return response;
+  } catch {
+    // Immutable headers (Response.redirect, Response.error): answer with a copy.
+    const headers = new Headers(response.headers);
+    headers.set("connection", "close");
+    return new Response(response.body, {
+      status: response.status,
+      statusText: response.statusText,
+      headers,
+    });
+  }
 }
 
 /** Deno's errors from `Deno.serve`, as a ListenError. */
