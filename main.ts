@@ -10,13 +10,13 @@
  * @module
  */
 import { createApp } from "./lib/app.ts";
-import { systemClock } from "./lib/clock.ts";
+import { systemClock } from "./lib/core/clock.ts";
 import { parseConfig } from "./lib/config.ts";
 import { DIALECTS } from "./lib/dialects/index.ts";
-import { createRedisEngine } from "./lib/engine_redis.ts";
+import { createRedisEngine } from "./lib/cluster/engine_redis.ts";
 import { createLogger } from "./lib/log.ts";
-import { probeReadiness } from "./lib/healthcheck.ts";
-import { CloseCode } from "./lib/protocol.ts";
+import { probeReadiness } from "./lib/http/healthcheck.ts";
+import { CloseCode } from "./lib/core/protocol.ts";
 import { bunRuntime } from "./lib/runtime/bun.ts";
 import { denoRuntime } from "./lib/runtime/deno.ts";
 import type { RunningServer, Runtime } from "./lib/runtime/types.ts";

@@ -5,25 +5,36 @@
  *
  * @module
  */
-import { createAdmission } from "./admission.ts";
-import { ASSETS } from "./assets.ts";
-import { audience, createChannels, listChannels, memberCount, memberNames } from "./channels.ts";
-import type { Clock } from "./clock.ts";
+import { createAdmission } from "./http/admission.ts";
+import { ASSETS } from "./http/assets.ts";
+import {
+  audience,
+  createChannels,
+  listChannels,
+  memberCount,
+  memberNames,
+} from "./core/channels.ts";
+import type { Clock } from "./core/clock.ts";
 import type { Config } from "./config.ts";
-import { type Deadlines, expired, touch } from "./deadlines.ts";
-import { createApi } from "./api.ts";
+import { type Deadlines, expired, touch } from "./core/deadlines.ts";
+import { createApi } from "./http/api.ts";
 import { createJwtVerifier, type JwtVerifier } from "./auth/jwt.ts";
 import { createAuthorizer, headerLists, queryLists } from "./auth/webhook.ts";
-import { createGate, type GateResult, type TokenGrant } from "./gate.ts";
-import { createHttpHandler, type HttpHandler, type Upgrade } from "./http.ts";
-import { createHub, type HubFactory } from "./hub.ts";
-import { type Cluster, createCluster } from "./cluster.ts";
-import { type ClaimOutcome, createMemoryEngine, type Engine } from "./engine.ts";
+import { createGate, type GateResult, type TokenGrant } from "./auth/gate.ts";
+import { createHttpHandler, type HttpHandler, type Upgrade } from "./http/http.ts";
+import { createHub, type HubFactory } from "./delivery/hub.ts";
+import { type Cluster, createCluster } from "./cluster/cluster.ts";
+import { type ClaimOutcome, createMemoryEngine, type Engine } from "./cluster/engine.ts";
 import { bump, closeLabel, createMetrics, type Metrics, renderMetrics } from "./metrics.ts";
-import { parseClientFrame } from "./parse.ts";
-import { clientCommandSchemas, CloseCode, PROTOCOL_VERSION, type ServerFrame } from "./protocol.ts";
-import { checkName, nameKey } from "./names.ts";
-import { createRegistry, holderOf, ownerOf, type SessionId } from "./registry.ts";
+import { parseClientFrame } from "./core/parse.ts";
+import {
+  clientCommandSchemas,
+  CloseCode,
+  PROTOCOL_VERSION,
+  type ServerFrame,
+} from "./core/protocol.ts";
+import { checkName, nameKey } from "./core/names.ts";
+import { createRegistry, holderOf, ownerOf, type SessionId } from "./core/registry.ts";
 import {
   type Core,
   disconnect,
@@ -33,13 +44,13 @@ import {
   type Origin,
   route,
   type RoutedCommand,
-} from "./router.ts";
+} from "./core/router.ts";
 import { createLogger, type Logger } from "./log.ts";
-import { createSession, type Session } from "./session.ts";
-import type { InboundFrame, Socket } from "./socket.ts";
-import type { Dialect, DialectContext } from "./dialect.ts";
-import { createBucket, type Rate, take } from "./token_bucket.ts";
-import { exceedsUtf8Bytes } from "./utf8.ts";
+import { createSession, type Session } from "./core/session.ts";
+import type { InboundFrame, Socket } from "./core/socket.ts";
+import type { Dialect, DialectContext } from "./dialects/dialect.ts";
+import { createBucket, type Rate, take } from "./core/token_bucket.ts";
+import { exceedsUtf8Bytes } from "./core/utf8.ts";
 
 /** Refused commands in a row after which a flooding client is disconnected (4429). */
 export const RATE_LIMIT_STRIKES = 10;

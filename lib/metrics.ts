@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { CloseCode } from "./protocol.ts";
+import { CloseCode } from "./core/protocol.ts";
 
 /** Everything the server counts. */
 export interface Metrics {

@@ -6,10 +6,10 @@
  */
 import assert from "node:assert/strict";
 import { type App, createApp } from "../lib/app.ts";
-import { type Clock, systemClock } from "../lib/clock.ts";
+import { type Clock, systemClock } from "../lib/core/clock.ts";
 import { type Config, parseConfig } from "../lib/config.ts";
-import type { Dialect } from "../lib/dialect.ts";
-import type { Engine } from "../lib/engine.ts";
+import type { Dialect } from "../lib/dialects/dialect.ts";
+import type { Engine } from "../lib/cluster/engine.ts";
 import { type Logger, silentLogger } from "../lib/log.ts";
 import { serveDeno } from "../lib/runtime/deno.ts";
 

@@ -4,7 +4,7 @@
  * client afterwards.
  */
 import assert from "node:assert/strict";
-import { createManualClock } from "../lib/clock.ts";
+import { createManualClock } from "../lib/core/clock.ts";
 import type { Config } from "../lib/config.ts";
 import {
   expectError,

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import * as jose from "jose";
-import { createManualClock } from "../lib/clock.ts";
+import { createManualClock } from "../lib/core/clock.ts";
 import { wsify } from "../lib/dialects/wsify.ts";
 import { createLogger, type Level } from "../lib/log.ts";
 import { startServer } from "./_helpers.ts";

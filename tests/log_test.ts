@@ -1,6 +1,6 @@
 /** The logger: line shapes, level filter, and the rate limit, on a manual clock. */
 import assert from "node:assert/strict";
-import { createManualClock } from "../lib/clock.ts";
+import { createManualClock } from "../lib/core/clock.ts";
 import { createLogger, type Level, type LoggerOptions } from "../lib/log.ts";
 
 const START = Date.UTC(2025, 0, 2, 3, 4, 5, 678);

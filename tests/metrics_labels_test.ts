@@ -1,7 +1,7 @@
 /** /metrics labels a client cannot multiply, and the build and start-time series. */
 import assert from "node:assert/strict";
 import { closeLabel } from "../lib/metrics.ts";
-import { CloseCode } from "../lib/protocol.ts";
+import { CloseCode } from "../lib/core/protocol.ts";
 import { Opcode, rawConnect } from "./_raw_ws.ts";
 import { startServer, withTimeout } from "./_helpers.ts";
 

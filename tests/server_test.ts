@@ -3,7 +3,7 @@
  * code of PROTOCOL.md.
  */
 import assert from "node:assert/strict";
-import { createManualClock } from "../lib/clock.ts";
+import { createManualClock } from "../lib/core/clock.ts";
 import { expectError, startServer } from "./_helpers.ts";
 
 Deno.test("server: greets every socket with hello", async () => {

@@ -1,6 +1,6 @@
 /**
  * Rewrites the generated parts of the docs: PROTOCOL.md's tables from
- * lib/protocol.ts and README.md's configuration table from lib/config.ts.
+ * lib/core/protocol.ts and README.md's configuration table from lib/config.ts.
  * Run with `deno task docs`; tests fail while either is stale.
  */
 import { configTable, parseConfig } from "../lib/config.ts";
@@ -9,7 +9,7 @@ import {
   CONFIG_END,
   replaceBetween,
   updateProtocolDocument,
-} from "../lib/protocol_doc.ts";
+} from "./protocol_doc.ts";
 
 const defaults = parseConfig([], {});
 if (defaults.kind !== "config") throw new Error("The default configuration is invalid");

@@ -1,6 +1,6 @@
 /**
- * Writes `lib/_confusables.ts`, the UTS #39 confusable prototypes that
- * `lib/names.ts` compares names by, from Unicode's `confusables.txt` or
+ * Writes `lib/core/_confusables.ts`, the UTS #39 confusable prototypes that
+ * `lib/core/names.ts` compares names by, from Unicode's `confusables.txt` or
  * from the copy of it that the npm package `unhomoglyph` ships as JSON.
  *
  * Where the data came from: unicode.org cannot be reached from where hubbub
@@ -11,10 +11,10 @@
  *
  * ```sh
  * npm pack unhomoglyph@1.0.6 && tar xzf unhomoglyph-1.0.6.tgz package/data.json
- * deno run --allow-read --allow-write=lib/_confusables.ts tools/gen_confusables.ts \
+ * deno run --allow-read --allow-write=lib/core/_confusables.ts tools/gen_confusables.ts \
  *   package/data.json "unhomoglyph@1.0.6 data.json" 13.0.0
  * # or, from Unicode's own file (its version is read from its header):
- * deno run --allow-read --allow-write=lib/_confusables.ts tools/gen_confusables.ts confusables.txt
+ * deno run --allow-read --allow-write=lib/core/_confusables.ts tools/gen_confusables.ts confusables.txt
  * ```
  *
  * Only the sources a name can hold are kept (letters, marks, digits, `_`,
@@ -122,6 +122,6 @@ export const CONFUSABLES = [
 ${lines.map((l) => `  ${JSON.stringify(l)},`).join("\n")}
 ].join("");
 `;
-const out = new URL("../lib/_confusables.ts", import.meta.url);
+const out = new URL("../lib/core/_confusables.ts", import.meta.url);
 await Deno.writeTextFile(out, module);
 console.log(`Wrote ${out.pathname}: ${kept.length} of ${entries.length} entries`);

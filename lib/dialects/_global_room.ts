@@ -4,11 +4,11 @@
  *
  * @module
  */
-import { memberCount } from "../channels.ts";
-import type { DialectContext } from "../dialect.ts";
-import { CloseCode } from "../protocol.ts";
-import { type Effect, enterChannel } from "../router.ts";
-import type { Session } from "../session.ts";
+import { memberCount } from "../core/channels.ts";
+import type { DialectContext } from "./dialect.ts";
+import { CloseCode } from "../core/protocol.ts";
+import { type Effect, enterChannel } from "../core/router.ts";
+import type { Session } from "../core/session.ts";
 
 /** A connection's place in the global room. */
 export interface GlobalRoomState {

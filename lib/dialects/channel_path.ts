@@ -8,12 +8,12 @@
  */
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
-import { memberCount } from "../channels.ts";
-import { type Dialect, type DialectContext, unprovenShown } from "../dialect.ts";
-import { CloseCode, type MessageFrame } from "../protocol.ts";
-import { checkName, nameKeys } from "../names.ts";
-import { type Effect, enterChannel, exitChannel } from "../router.ts";
-import type { Session } from "../session.ts";
+import { memberCount } from "../core/channels.ts";
+import { type Dialect, type DialectContext, unprovenShown } from "./dialect.ts";
+import { CloseCode, type MessageFrame } from "../core/protocol.ts";
+import { checkName, nameKeys } from "../core/names.ts";
+import { type Effect, enterChannel, exitChannel } from "../core/router.ts";
+import type { Session } from "../core/session.ts";
 import { decodeUtf8 } from "./_utf8.ts";
 
 const NAME = "channel-path";

@@ -16,7 +16,7 @@
  */
 import { createHash } from "node:crypto";
 import * as jose from "jose";
-import { memberCount } from "../channels.ts";
+import { memberCount } from "../core/channels.ts";
 import { channelMatcher, createJwtVerifier, type JwtVerifier } from "../auth/jwt.ts";
 import type { Config } from "../config.ts";
 import {
@@ -24,13 +24,13 @@ import {
   type DialectContext,
   type DialectResult,
   tokensRequired,
-} from "../dialect.ts";
-import { checkName, foldName } from "../names.ts";
-import { CHANNEL_PATTERN, CloseCode, type MessageFrame } from "../protocol.ts";
-import { claimName, holderOf, releaseName, type SessionId } from "../registry.ts";
-import { type Effect, enterChannel, exitChannel } from "../router.ts";
-import type { Session } from "../session.ts";
-import { exceedsUtf8Bytes } from "../utf8.ts";
+} from "./dialect.ts";
+import { checkName, foldName } from "../core/names.ts";
+import { CHANNEL_PATTERN, CloseCode, type MessageFrame } from "../core/protocol.ts";
+import { claimName, holderOf, releaseName, type SessionId } from "../core/registry.ts";
+import { type Effect, enterChannel, exitChannel } from "../core/router.ts";
+import type { Session } from "../core/session.ts";
+import { exceedsUtf8Bytes } from "../core/utf8.ts";
 import { decodeUtf8 } from "./_utf8.ts";
 
 /** The dialect's name in flags, paths and origins. */

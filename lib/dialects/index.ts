@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Dialect } from "../dialect.ts";
+import type { Dialect } from "./dialect.ts";
 import { channelPath } from "./channel_path.ts";
 import { garinchat } from "./garinchat.ts";
 import { loginChat } from "./login_chat.ts";

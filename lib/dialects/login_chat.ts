@@ -14,12 +14,12 @@
  * @module
  */
 import { type GlobalRoomState, openGlobalRoom } from "./_global_room.ts";
-import { type Dialect, type DialectContext, unprovenShown } from "../dialect.ts";
-import type { MessageFrame } from "../protocol.ts";
-import { checkName, foldName } from "../names.ts";
-import { claimName, releaseName } from "../registry.ts";
-import { type Effect, enterChannel, exitChannel } from "../router.ts";
-import type { Session } from "../session.ts";
+import { type Dialect, type DialectContext, unprovenShown } from "./dialect.ts";
+import type { MessageFrame } from "../core/protocol.ts";
+import { checkName, foldName } from "../core/names.ts";
+import { claimName, releaseName } from "../core/registry.ts";
+import { type Effect, enterChannel, exitChannel } from "../core/router.ts";
+import type { Session } from "../core/session.ts";
 
 const NAME = "login-chat";
 

@@ -22,10 +22,10 @@ import {
   type DialectContext,
   type DialectResult,
   tokensRequired,
-} from "../dialect.ts";
-import { checkName, foldName, unprovenName } from "../names.ts";
-import type { MessageFrame } from "../protocol.ts";
-import type { Effect } from "../router.ts";
+} from "./dialect.ts";
+import { checkName, foldName, unprovenName } from "../core/names.ts";
+import type { MessageFrame } from "../core/protocol.ts";
+import type { Effect } from "../core/router.ts";
 
 const NAME = "wschat";
 

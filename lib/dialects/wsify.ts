@@ -9,13 +9,13 @@
  */
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
-import { memberCount } from "../channels.ts";
-import type { Dialect, DialectContext } from "../dialect.ts";
-import { readBody, SHUTDOWN_RETRY_AFTER_SECONDS } from "../http_util.ts";
+import { memberCount } from "../core/channels.ts";
+import type { Dialect, DialectContext } from "./dialect.ts";
+import { readBody, SHUTDOWN_RETRY_AFTER_SECONDS } from "../http/http_util.ts";
 import { decodeUtf8 } from "./_utf8.ts";
-import { CHANNEL_PATTERN, CloseCode } from "../protocol.ts";
-import { type Effect, enterChannel, exitChannel } from "../router.ts";
-import type { Session } from "../session.ts";
+import { CHANNEL_PATTERN, CloseCode } from "../core/protocol.ts";
+import { type Effect, enterChannel, exitChannel } from "../core/router.ts";
+import type { Session } from "../core/session.ts";
 
 const NAME = "wsify";
 

@@ -7,11 +7,11 @@
  * @module
  */
 import type { App, Connection } from "../app.ts";
-import type { Upgrade } from "../http.ts";
-import { HARD_BACKLOG_FACTOR } from "../hub.ts";
-import { createTopicHub } from "../hub_topics.ts";
-import { CloseCode } from "../protocol.ts";
-import type { TopicSocket } from "../socket.ts";
+import type { Upgrade } from "../http/http.ts";
+import { HARD_BACKLOG_FACTOR } from "../delivery/hub.ts";
+import { createTopicHub } from "../delivery/hub_topics.ts";
+import { CloseCode } from "../core/protocol.ts";
+import type { TopicSocket } from "../core/socket.ts";
 import type { ListenError, RunningServer, Runtime, ServeOptions } from "./types.ts";
 
 /** The part of Bun's ServerWebSocket this adapter uses. */

@@ -5,9 +5,9 @@
  * @module
  */
 import type { App, Connection } from "../app.ts";
-import type { Upgrade } from "../http.ts";
-import { CloseCode } from "../protocol.ts";
-import type { Socket } from "../socket.ts";
+import type { Upgrade } from "../http/http.ts";
+import { CloseCode } from "../core/protocol.ts";
+import type { Socket } from "../core/socket.ts";
 import type { ListenError, RunningServer, Runtime, ServeOptions } from "./types.ts";
 
 /** How long to wait before listening again after the listener failed (e.g. out of file descriptors). */

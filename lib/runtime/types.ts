@@ -5,7 +5,7 @@
  * @module
  */
 import type { App } from "../app.ts";
-import type { HubFactory } from "../hub.ts";
+import type { HubFactory } from "../delivery/hub.ts";
 
 /** Where and how to listen. */
 export interface ServeOptions {

@@ -6,11 +6,11 @@
  */
 import assert from "node:assert/strict";
 import * as jose from "jose";
-import { createManualClock } from "../../lib/clock.ts";
+import { createManualClock } from "../../lib/core/clock.ts";
 import { channelPath } from "../../lib/dialects/channel_path.ts";
 import { garinchat } from "../../lib/dialects/garinchat.ts";
 import { wsify } from "../../lib/dialects/wsify.ts";
-import { CloseCode } from "../../lib/protocol.ts";
+import { CloseCode } from "../../lib/core/protocol.ts";
 import { startServer, type TestServer, withTimeout } from "../_helpers.ts";
 import { type DialectClient, openDialectClient } from "./_client.ts";
 

@@ -6,7 +6,7 @@
  * original's crashes not reproduced.
  */
 import assert from "node:assert/strict";
-import { createManualClock, type ManualClock } from "../../lib/clock.ts";
+import { createManualClock, type ManualClock } from "../../lib/core/clock.ts";
 import type { Config } from "../../lib/config.ts";
 import {
   channelIdOf,
@@ -15,7 +15,7 @@ import {
   HEARTBEAT_MS,
   IDENTITY_TTL_MS,
 } from "../../lib/dialects/channel_path.ts";
-import { CHANNEL_PATTERN, CloseCode } from "../../lib/protocol.ts";
+import { CHANNEL_PATTERN, CloseCode } from "../../lib/core/protocol.ts";
 import { startServer, type TestServer } from "../_helpers.ts";
 import { type DialectClient, openDialectClient } from "./_client.ts";
 

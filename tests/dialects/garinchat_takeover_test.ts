@@ -8,12 +8,12 @@
  */
 import assert from "node:assert/strict";
 import * as jose from "jose";
-import { createManualClock, type ManualClock } from "../../lib/clock.ts";
+import { createManualClock, type ManualClock } from "../../lib/core/clock.ts";
 import type { Config } from "../../lib/config.ts";
 import { garinchat, RATE_WINDOW_MS } from "../../lib/dialects/garinchat.ts";
-import { createMemoryCluster, type Engine } from "../../lib/engine.ts";
-import { createRedisEngine } from "../../lib/engine_redis.ts";
-import { CloseCode } from "../../lib/protocol.ts";
+import { createMemoryCluster, type Engine } from "../../lib/cluster/engine.ts";
+import { createRedisEngine } from "../../lib/cluster/engine_redis.ts";
+import { CloseCode } from "../../lib/core/protocol.ts";
 import { startServer, type TestServer, withTimeout } from "../_helpers.ts";
 import { startRedis } from "../e2e/_redis.ts";
 import { type DialectClient, openDialectClient } from "./_client.ts";

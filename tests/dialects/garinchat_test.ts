@@ -1,9 +1,9 @@
 /** GarinChat conformance, from docs/dialects.md §4: frames, order, audience, timers, auth, errors. */
 import assert from "node:assert/strict";
 import * as jose from "jose";
-import { createManualClock, type ManualClock } from "../../lib/clock.ts";
+import { createManualClock, type ManualClock } from "../../lib/core/clock.ts";
 import { type Config, parseConfig } from "../../lib/config.ts";
-import type { Dialect } from "../../lib/dialect.ts";
+import type { Dialect } from "../../lib/dialects/dialect.ts";
 import {
   AUTH_TIMEOUT_MS,
   garinchat,
@@ -12,7 +12,7 @@ import {
   RATE_WINDOW_MS,
   roomChannel,
 } from "../../lib/dialects/garinchat.ts";
-import { CHANNEL_PATTERN } from "../../lib/protocol.ts";
+import { CHANNEL_PATTERN } from "../../lib/core/protocol.ts";
 import { startServer, type TestClient, type TestServer, withTimeout } from "../_helpers.ts";
 import { type DialectClient, openDialectClient } from "./_client.ts";
 

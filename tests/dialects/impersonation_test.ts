@@ -8,14 +8,14 @@
  */
 import assert from "node:assert/strict";
 import * as jose from "jose";
-import { createManualClock, type ManualClock } from "../../lib/clock.ts";
+import { createManualClock, type ManualClock } from "../../lib/core/clock.ts";
 import type { Config } from "../../lib/config.ts";
-import type { Dialect } from "../../lib/dialect.ts";
+import type { Dialect } from "../../lib/dialects/dialect.ts";
 import { channelPath } from "../../lib/dialects/channel_path.ts";
 import { garinchat } from "../../lib/dialects/garinchat.ts";
 import { loginChat } from "../../lib/dialects/login_chat.ts";
 import { wschat } from "../../lib/dialects/wschat.ts";
-import { CloseCode } from "../../lib/protocol.ts";
+import { CloseCode } from "../../lib/core/protocol.ts";
 import { startServer, type TestClient, type TestServer, withTimeout } from "../_helpers.ts";
 import { type DialectClient, openDialectClient } from "./_client.ts";
 

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import * as jose from "jose";
-import { createManualClock } from "../../lib/clock.ts";
+import { createManualClock } from "../../lib/core/clock.ts";
 import { parseConfig } from "../../lib/config.ts";
 import { garinchat } from "../../lib/dialects/garinchat.ts";
 import { wschat } from "../../lib/dialects/wschat.ts";

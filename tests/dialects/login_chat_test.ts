@@ -6,11 +6,11 @@
  * cases answered with an `error` frame.
  */
 import assert from "node:assert/strict";
-import { createManualClock } from "../../lib/clock.ts";
+import { createManualClock } from "../../lib/core/clock.ts";
 import type { Config } from "../../lib/config.ts";
 import { ERRORS, loginChat } from "../../lib/dialects/login_chat.ts";
-import { MAX_NAME_LENGTH } from "../../lib/names.ts";
-import { CloseCode } from "../../lib/protocol.ts";
+import { MAX_NAME_LENGTH } from "../../lib/core/names.ts";
+import { CloseCode } from "../../lib/core/protocol.ts";
 import { startServer, type TestClient, type TestServer } from "../_helpers.ts";
 import { type DialectClient, openDialectClient } from "./_client.ts";
 

@@ -6,10 +6,10 @@
  */
 import assert from "node:assert/strict";
 import * as jose from "jose";
-import { createManualClock, type ManualClock } from "../../lib/clock.ts";
+import { createManualClock, type ManualClock } from "../../lib/core/clock.ts";
 import type { Config } from "../../lib/config.ts";
 import { formatTim, wschat } from "../../lib/dialects/wschat.ts";
-import { CloseCode } from "../../lib/protocol.ts";
+import { CloseCode } from "../../lib/core/protocol.ts";
 import { startServer, type TestClient, type TestServer } from "../_helpers.ts";
 import { type DialectClient, openDialectClient } from "./_client.ts";
 

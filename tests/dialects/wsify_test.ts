@@ -6,10 +6,10 @@
  * fork's 30 s text ping and its close on invalid JSON.
  */
 import assert from "node:assert/strict";
-import { createManualClock } from "../../lib/clock.ts";
+import { createManualClock } from "../../lib/core/clock.ts";
 import type { Config } from "../../lib/config.ts";
 import { PING_MS, wsify, wsifyChannel } from "../../lib/dialects/wsify.ts";
-import { CHANNEL_PATTERN, CloseCode } from "../../lib/protocol.ts";
+import { CHANNEL_PATTERN, CloseCode } from "../../lib/core/protocol.ts";
 import { serveDeno } from "../../lib/runtime/deno.ts";
 import { startServer, type TestServer, withTimeout } from "../_helpers.ts";
 import { type DialectClient, openDialectClient } from "./_client.ts";

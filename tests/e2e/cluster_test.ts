@@ -14,7 +14,7 @@ import { type SpawnedServer, spawnServer } from "./_server.ts";
 const API_KEY = "api-key-0123456789abcdef";
 /** Short, so that expiry is quick to observe; the default is 30 s. */
 const LEASE_SECONDS = 2;
-/** The Redis key of bob's claim (lib/engine_redis.ts: `<prefix>:name:<folded name>`). */
+/** The Redis key of bob's claim (lib/cluster/engine_redis.ts: `<prefix>:name:<folded name>`). */
 const BOB_KEY = "hubbub:name:bob";
 
 /** Starts `count` nodes on `redis` and waits until each sees all the others. */

@@ -4,7 +4,7 @@
  * otherwise.
  */
 import assert from "node:assert/strict";
-import { CloseCode } from "../../lib/protocol.ts";
+import { CloseCode } from "../../lib/core/protocol.ts";
 import { startServer } from "../_helpers.ts";
 import { hubbub, spawnServer } from "./_server.ts";
 

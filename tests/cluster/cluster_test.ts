@@ -1,0 +1,240 @@
+/**
+ * Cluster behaviour (lib/cluster/cluster.ts over lib/cluster/engine.ts) with two or three
+ * nodes in one process sharing an in-memory engine: the same code paths as
+ * with Redis, minus the network. `tests/e2e/cluster_test.ts` runs separate
+ * processes against a real Redis.
+ */
+import assert from "node:assert/strict";
+import type { Dialect } from "../../lib/dialects/dialect.ts";
+import { loginChat } from "../../lib/dialects/login_chat.ts";
+import { createMemoryCluster } from "../../lib/cluster/engine.ts";
+import { CloseCode } from "../../lib/core/protocol.ts";
+import { type Frame, startServer, type TestServer, withTimeout } from "../_helpers.ts";
+import { openDialectClient } from "../dialects/_client.ts";
+
+const API_KEY = "api-key-0123456789abcdef";
+
+/** `count` nodes on one in-memory engine. */
+function startNodes(
+  count: number,
+  overrides = {},
+  dialects: readonly Dialect[] = [],
+): TestServer[] {
+  const cluster = createMemoryCluster();
+  return Array.from(
+    { length: count },
+    (_, i) =>
+      startServer({ apiKey: API_KEY, ...overrides }, {
+        engine: cluster.engine(),
+        nodeId: `node${i}`,
+        dialects,
+      }),
+  );
+}
+
+async function disposeAll(nodes: TestServer[]) {
+  for (const node of nodes) await node[Symbol.asyncDispose]();
+}
+
+async function metricsOf(node: TestServer): Promise<string> {
+  return await (await fetch(`${node.url}/metrics`)).text();
+}
+
+Deno.test("cluster: messages and presence cross nodes; joined lists every node's members", async () => {
+  const nodes = startNodes(3);
+  try {
+    const alice = await nodes[0].user("alice", "lobby");
+    const bob = await nodes[1].user("bob");
+    const joined = await bob.join("lobby");
+    assert.deepEqual(joined.members, ["alice", "bob"]);
+    assert.deepEqual(await alice.next(), {
+      type: "presence",
+      channel: "lobby",
+      event: "join",
+      name: "bob",
+    });
+    const carol = await nodes[2].user("carol");
+    assert.deepEqual((await carol.join("lobby")).members, ["alice", "bob", "carol"]);
+    await alice.nextOf("presence");
+    await bob.nextOf("presence");
+
+    bob.send({ type: "broadcast", channel: "lobby", text: "hi from node 1" });
+    for (const client of [alice, carol]) {
+      const message = await client.nextOf("message");
+      assert.equal(message.from, "bob");
+      assert.equal(message.text, "hi from node 1");
+    }
+    // The sender gets its own message once, from its own node.
+    assert.equal((await bob.nextOf("message")).text, "hi from node 1");
+
+    carol.send({ type: "leave", channel: "lobby" });
+    await carol.nextOf("left");
+    for (const client of [alice, bob]) {
+      assert.deepEqual(await client.nextOf("presence"), {
+        type: "presence",
+        channel: "lobby",
+        event: "leave",
+        name: "carol",
+      });
+    }
+    const listed = await (await fetch(`${nodes[2].url}/api/channels/lobby`, {
+      headers: { authorization: `Bearer ${API_KEY}` },
+    })).json();
+    assert.deepEqual(listed, { name: "lobby", members: ["alice", "bob"] });
+  } finally {
+    await disposeAll(nodes);
+  }
+});
+
+Deno.test("cluster: a name held on one node is taken on every other", async () => {
+  const nodes = startNodes(2);
+  try {
+    await nodes[0].user("alice");
+    const other = await nodes[1].connect();
+    other.send({ type: "login", name: "ALICE", ref: 1 });
+    const refused = await other.next();
+    assert.equal(refused.type, "error");
+    assert.equal(refused.code, "name_taken");
+    assert.equal(refused.ref, 1);
+    // Free once its holder logs out.
+    const holder = await nodes[0].connect();
+    await holder.login("dora");
+    holder.send({ type: "logout" });
+    await holder.nextOf("logged_out");
+    assert.equal((await other.login("dora")).name, "dora");
+  } finally {
+    await disposeAll(nodes);
+  }
+});
+
+Deno.test("cluster: one name raced from two nodes: exactly one wins, 100 times out of 100", async () => {
+  const nodes = startNodes(2, { connectRate: 10_000 });
+  try {
+    for (let round = 0; round < 100; round++) {
+      const [a, b] = await Promise.all([nodes[0].connect(), nodes[1].connect()]);
+      const name = `racer${round}`;
+      a.send({ type: "login", name });
+      b.send({ type: "login", name });
+      const replies = await Promise.all([a.next(), b.next()]);
+      const winners = replies.filter((reply) => reply.type === "welcome");
+      assert.equal(winners.length, 1, `round ${round}: ${JSON.stringify(replies)}`);
+      assert.equal(replies.find((reply) => reply.type === "error")?.code, "name_taken");
+      await Promise.all([a.close(), b.close()]);
+    }
+  } finally {
+    await disposeAll(nodes);
+  }
+});
+
+Deno.test("cluster: POST /api/broadcast on one node reaches members on every node", async () => {
+  const nodes = startNodes(2);
+  try {
+    const alice = await nodes[0].user("alice", "news");
+    const bob = await nodes[1].user("bob", "news");
+    await alice.nextOf("presence");
+    const response = await fetch(`${nodes[1].url}/api/broadcast`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${API_KEY}` },
+      body: JSON.stringify({ channel: "news", text: "to all nodes" }),
+    });
+    assert.equal(response.status, 202);
+    assert.equal((await response.json()).delivered, 2);
+    for (const client of [alice, bob]) {
+      const message: Frame = await client.nextOf("message");
+      assert.equal(message.text, "to all nodes");
+      assert.equal(message.from, "server");
+    }
+  } finally {
+    await disposeAll(nodes);
+  }
+});
+
+Deno.test("cluster: a kick on one node removes the holder on another", async () => {
+  const nodes = startNodes(2);
+  try {
+    const alice = await nodes[0].user("alice");
+    const response = await fetch(`${nodes[1].url}/api/disconnect`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${API_KEY}` },
+      body: JSON.stringify({ name: "alice" }),
+    });
+    // This node does not hold the name: it says so, and asks the others to act.
+    assert.equal(response.status, 404);
+    await response.body?.cancel();
+    assert.equal((await withTimeout(alice.closed, "the kick")).code, CloseCode.Kicked);
+  } finally {
+    await disposeAll(nodes);
+  }
+});
+
+Deno.test("cluster: a node that leaves takes its members with it; the others hear them go", async () => {
+  const nodes = startNodes(2);
+  try {
+    const alice = await nodes[0].user("alice", "lobby");
+    await nodes[1].user("bob", "lobby");
+    await alice.nextOf("presence");
+    await nodes[1][Symbol.asyncDispose]();
+    assert.deepEqual(await alice.nextOf("presence"), {
+      type: "presence",
+      channel: "lobby",
+      event: "leave",
+      name: "bob",
+    });
+    // bob's name is free on the cluster again.
+    const again = await nodes[0].connect();
+    assert.equal((await again.login("bob")).name, "bob");
+    const metrics = await metricsOf(nodes[0]);
+    assert.match(metrics, /^hubbub_cluster_up 1$/m);
+    assert.match(metrics, /^hubbub_cluster_nodes 0$/m);
+    assert.match(metrics, /^hubbub_cluster_claims_total\{outcome="claimed"\} 2$/m);
+  } finally {
+    await nodes[0][Symbol.asyncDispose]();
+  }
+});
+
+Deno.test("cluster: a dialect login of a name held on another node is closed with 4409", async () => {
+  const nodes = startNodes(2, {}, [loginChat]);
+  try {
+    await nodes[0].user("alice");
+    const url = `${nodes[1].url.replace("http", "ws")}/compat/login-chat/`;
+    const client = await openDialectClient(url);
+    // Dialect logins answer at once, as their originals do; the cluster check follows.
+    client.send({ type: "login", username: "Alice" });
+    assert.equal((await client.next()).type, "logged_in");
+    assert.equal((await withTimeout(client.closed, "the conflict close")).code, CloseCode.Conflict);
+    // The name stays with its first holder.
+    const other = await nodes[1].connect();
+    other.send({ type: "login", name: "alice" });
+    assert.equal((await other.next()).code, "name_taken");
+    assert.match(await metricsOf(nodes[1]), /^hubbub_cluster_names_lost_total 1$/m);
+  } finally {
+    await disposeAll(nodes);
+  }
+});
+
+Deno.test("cluster: garbage on the bus is counted and ignored; the node keeps serving", async () => {
+  const cluster = createMemoryCluster();
+  await using node = startServer({}, { engine: cluster.engine(), nodeId: "node0" });
+  const rogue = cluster.engine();
+  rogue.start({ message() {}, up() {}, down() {} });
+  const alice = await node.user("alice", "lobby");
+  const garbage = [
+    "not json",
+    "[]",
+    JSON.stringify({ n: "x", m: [{ t: "pub", c: "lobby" }] }),
+    JSON.stringify({ n: "x", m: [{ t: "nope" }] }),
+    JSON.stringify({ n: "", m: [] }),
+    JSON.stringify({ n: "x", m: [{ t: "join", c: "lobby", s: -1, m: "eve" }] }),
+  ];
+  for (const payload of garbage) rogue.publish(payload);
+  alice.send({ type: "broadcast", channel: "lobby", text: "still fine" });
+  assert.equal((await alice.nextOf("message")).text, "still fine");
+  assert.match(await metricsOf(node), /^hubbub_cluster_bad_payloads_total 6$/m);
+  await rogue.stop();
+});
+
+Deno.test("cluster: a lone node shows no cluster metrics", async () => {
+  await using server = startServer();
+  const metrics = await metricsOf(server);
+  assert.doesNotMatch(metrics, /hubbub_cluster/);
+});
