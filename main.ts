@@ -41,7 +41,7 @@ function pickRuntime(): Runtime {
 }
 
 const runtime: Runtime = pickRuntime();
-const result = parseConfig(runtime.args(), runtime.env());
+const result = parseConfig(runtime.args(), runtime.env(), DIALECTS);
 if (result.kind === "help") {
   console.log(result.text);
   runtime.exit(0);

@@ -8,7 +8,6 @@
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import { algorithmsForPublicKey } from "./auth/jwt.ts";
-import { DIALECTS } from "./dialects/index.ts";
 import { type Level, LEVELS, LOG_FORMATS, type LogFormat } from "./log.ts";
 
 /** The validated server configuration. */
@@ -120,8 +119,27 @@ const redisUrl = urlOf(["redis:", "rediss:"], "expected a redis:// or rediss:// 
 
 const option = <K extends keyof Config>(o: Option<K>) => o;
 
-/** Every option, in the order `--help` lists them. */
-export const OPTIONS = [
+/**
+ * A wire protocol `--dialect` may name, as the configuration sees it. The
+ * list is handed in (main.ts passes `DIALECTS`), so that the configuration
+ * imports no dialect and no dialect imports the configuration.
+ */
+export interface DialectListing {
+  readonly name: string;
+  /** The port the original server listened on by default. */
+  readonly defaultPort: number;
+}
+
+/** Every option, in the order `--help` lists them; `dialects` are those `--dialect` may name. */
+export function configOptions(dialects: readonly DialectListing[]) {
+  return [...LEADING_OPTIONS, dialectOption(dialects), ...TRAILING_OPTIONS] as const;
+}
+
+/** One option as {@linkcode configOptions} lists it. */
+type ConfigOption = ReturnType<typeof configOptions>[number];
+
+/** The options `--help` lists before `--dialect`. */
+const LEADING_OPTIONS = [
   option({
     key: "port",
     flag: "port",
@@ -280,6 +298,10 @@ export const OPTIONS = [
       text === "true" || text === "1"
     ),
   }),
+] as const;
+
+/** `--dialect NAME[=PORT]`, over the dialects the server was built with. */
+const dialectOption = (dialects: readonly DialectListing[]) =>
   option({
     key: "dialects",
     flag: "dialect",
@@ -287,17 +309,17 @@ export const OPTIONS = [
     repeatable: true,
     fallback: "",
     description: `Also serve a seed server's protocol on its own port, NAME[=PORT] (repeatable; ${
-      DIALECTS.map((d) => `${d.name}=${d.defaultPort}`).join(", ") || "none built in"
+      dialects.map((d) => `${d.name}=${d.defaultPort}`).join(", ") || "none built in"
     })`,
     schema: z.string().transform((text, ctx) => {
       const listeners = new Map<string, number>();
       for (const part of text.split(",").map((item) => item.trim()).filter(Boolean)) {
         const [name, port] = part.split("=");
-        const dialect = DIALECTS.find((d) => d.name === name);
+        const dialect = dialects.find((d) => d.name === name);
         if (dialect === undefined) {
           ctx.addIssue({
             code: "custom",
-            message: `unknown dialect "${name}"; known: ${DIALECTS.map((d) => d.name).join(", ")}`,
+            message: `unknown dialect "${name}"; known: ${dialects.map((d) => d.name).join(", ")}`,
           });
           return z.NEVER;
         }
@@ -310,7 +332,10 @@ export const OPTIONS = [
       }
       return listeners;
     }),
-  }),
+  });
+
+/** The options `--help` lists after `--dialect`. */
+const TRAILING_OPTIONS = [
   option({
     key: "compatChannel",
     flag: "compat-channel",
@@ -474,11 +499,13 @@ export type ConfigResult =
   | { kind: "healthcheck"; config: Config }
   | { kind: "error"; message: string };
 
-/** Reads the configuration from `args` and `env`; never throws. */
+/** Reads the configuration from `args` and `env`, `--dialect` naming one of `dialects`; never throws. */
 export function parseConfig(
   args: readonly string[],
   env: Readonly<Record<string, string | undefined>>,
+  dialects: readonly DialectListing[],
 ): ConfigResult {
+  const options = configOptions(dialects);
   let values: Record<string, string | boolean | undefined>;
   try {
     const parsed = parseArgs({
@@ -488,7 +515,7 @@ export function parseConfig(
         version: { type: "boolean", short: "V" },
         healthcheck: { type: "boolean" },
         ...Object.fromEntries(
-          OPTIONS.map((o) => [o.flag, { type: "string" as const, multiple: "repeatable" in o }]),
+          options.map((o) => [o.flag, { type: "string" as const, multiple: "repeatable" in o }]),
         ),
       },
       strict: true,
@@ -498,14 +525,14 @@ export function parseConfig(
   } catch (error) {
     return { kind: "error", message: (error as Error).message };
   }
-  if (values.help) return { kind: "help", text: helpText() };
+  if (values.help) return { kind: "help", text: helpText(dialects) };
   if (values.version) return { kind: "version" };
 
   const config: Record<string, unknown> = {};
   /** Where each option's value came from: its flag, an environment variable, or null (default). */
   const sources: Partial<Record<keyof Config, string | null>> = {};
   const warnings: string[] = [];
-  for (const o of OPTIONS) {
+  for (const o of options) {
     const flagValue = values[o.flag] as string | string[] | undefined;
     const fromFlag = Array.isArray(flagValue) ? flagValue.join(",") : flagValue;
     const envName = [o.env, ...(o.envAliases ?? [])].find((name) => env[name] !== undefined);
@@ -535,7 +562,7 @@ export function parseConfig(
     config[key] !== null
   );
   if (jwtSources.length > 1) {
-    const flags = jwtSources.map((key) => `--${OPTIONS.find((o) => o.key === key)!.flag}`);
+    const flags = jwtSources.map((key) => `--${options.find((o) => o.key === key)!.flag}`);
     return {
       kind: "error",
       message: `Choose one of ${flags.join(", ")}: each sets where login tokens are verified`,
@@ -553,7 +580,7 @@ export function parseConfig(
  * The unprefixed name an option had before every name got `HUBBUB_`, when
  * it is no longer read; HOSTNAME is left out, as Docker and shells set it.
  */
-function legacyEnvName(o: (typeof OPTIONS)[number]): string | null {
+function legacyEnvName(o: ConfigOption): string | null {
   const old = o.env.replace(/^HUBBUB_/, "");
   if (
     !EARLIER_ENV_NAMES.has(old) || (o.envAliases as readonly string[] | undefined)?.includes(old)
@@ -639,8 +666,8 @@ const SECRET_OPTIONS = new Set<keyof Config>([
 const HELP_WIDTH = 80;
 
 /** The `--help` text: every option with its environment variable and default. */
-export function helpText(): string {
-  const rows = OPTIONS.flatMap((o) => {
+export function helpText(dialects: readonly DialectListing[]): string {
+  const rows = configOptions(dialects).flatMap((o) => {
     // A non-breaking space keeps "[default: X]" on one line; it is a plain space again below.
     const fallback = o.fallback === null || o.fallback === ""
       ? ""
@@ -683,9 +710,9 @@ function helpEntry(flag: string, ...paragraphs: string[]): string[] {
   return lines;
 }
 
-/** The README's configuration table, rendered from `OPTIONS`. */
-export function configTable(): string {
-  const rows = OPTIONS.map((o) => {
+/** The README's configuration table, rendered from {@linkcode configOptions}. */
+export function configTable(dialects: readonly DialectListing[]): string {
+  const rows = configOptions(dialects).map((o) => {
     const env = [o.env, ...(o.envAliases ?? [])].map((name) => `\`${name}\``).join(" or ");
     const fallback = o.fallback === null || o.fallback === "" ? "—" : `\`${o.fallback}\``;
     return `| \`--${o.flag}\` | ${env} | ${fallback} | ${o.description} |`;

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { type App, createApp } from "../lib/app.ts";
 import { type Clock, systemClock } from "../lib/core/clock.ts";
 import { type Config, parseConfig } from "../lib/config.ts";
+import { DIALECTS } from "../lib/dialects/index.ts";
 import type { Dialect } from "../lib/dialects/dialect.ts";
 import type { Engine } from "../lib/cluster/engine.ts";
 import { type Logger, silentLogger } from "../lib/log.ts";
@@ -15,7 +16,7 @@ import { serveDeno } from "../lib/runtime/deno.ts";
 
 /** The configuration tests start from. */
 export const TEST_CONFIG: Config = (() => {
-  const defaults = parseConfig(["--port", "0", "--hostname", "127.0.0.1"], {});
+  const defaults = parseConfig(["--port", "0", "--hostname", "127.0.0.1"], {}, DIALECTS);
   if (defaults.kind !== "config") throw new Error("The default configuration is invalid");
   return defaults.config;
 })();

@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
-import { type Config, configTable, helpText, OPTIONS, parseConfig } from "../lib/config.ts";
+import { type Config, configOptions, configTable, helpText, parseConfig } from "../lib/config.ts";
+import { DIALECTS } from "../lib/dialects/index.ts";
 
 Deno.test("config: defaults need no flags and no environment", () => {
-  assert.deepEqual(parseConfig([], {}), {
+  assert.deepEqual(parseConfig([], {}, DIALECTS), {
     kind: "config",
     config: {
       port: 8000,
@@ -47,29 +48,33 @@ Deno.test("config: defaults need no flags and no environment", () => {
 });
 
 Deno.test("config: the cluster options take Redis URLs only, and keep a password out of errors", () => {
-  const ok = parseConfig(["--redis-url", "redis://:pw@cache:6379/2", "--name-lease", "10"], {});
+  const ok = parseConfig(
+    ["--redis-url", "redis://:pw@cache:6379/2", "--name-lease", "10"],
+    {},
+    DIALECTS,
+  );
   assert.equal(ok.kind, "config");
   if (ok.kind === "config") {
     assert.equal(ok.config.redisUrl, "redis://:pw@cache:6379/2");
     assert.equal(ok.config.nameLease, 10);
   }
-  const fromEnv = parseConfig([], { HUBBUB_REDIS_URL: "rediss://cache:6380" });
+  const fromEnv = parseConfig([], { HUBBUB_REDIS_URL: "rediss://cache:6380" }, DIALECTS);
   assert.equal(fromEnv.kind === "config" && fromEnv.config.redisUrl, "rediss://cache:6380");
-  const bad = parseConfig(["--redis-url", "http://user:secret@cache"], {});
+  const bad = parseConfig(["--redis-url", "http://user:secret@cache"], {}, DIALECTS);
   assert.equal(bad.kind, "error");
   if (bad.kind === "error") {
     assert.match(bad.message, /--redis-url/);
     assert.doesNotMatch(bad.message, /secret/);
   }
-  assert.equal(parseConfig(["--name-lease", "0"], {}).kind, "error");
-  assert.equal(parseConfig(["--redis-prefix", "has space"], {}).kind, "error");
+  assert.equal(parseConfig(["--name-lease", "0"], {}, DIALECTS).kind, "error");
+  assert.equal(parseConfig(["--redis-prefix", "has space"], {}, DIALECTS).kind, "error");
 });
 
 Deno.test("config: a flag wins over its environment variable", () => {
   const result = parseConfig(["--port", "9001"], {
     HUBBUB_PORT: "9000",
     ALLOWED_ORIGINS: "https://a.example, https://b.example",
-  });
+  }, DIALECTS);
   assert.equal(result.kind, "config");
   if (result.kind !== "config") return;
   assert.equal(result.config.port, 9001);
@@ -99,7 +104,7 @@ Deno.test("config: bad values are errors that name the option", async (t) => {
   ];
   for (const [args, env, pattern] of cases) {
     await t.step(args.join(" ") || JSON.stringify(env), () => {
-      const result = parseConfig(args, env);
+      const result = parseConfig(args, env, DIALECTS);
       assert.equal(result.kind, "error");
       if (result.kind === "error") assert.match(result.message, pattern);
     });
@@ -107,8 +112,8 @@ Deno.test("config: bad values are errors that name the option", async (t) => {
 });
 
 Deno.test("config: the login deadline is 5 s with JWT and 30 s without; aliases are read", () => {
-  const plain = parseConfig([], {});
-  const jwt = parseConfig([], { JWT_SECRET: "s".repeat(32) });
+  const plain = parseConfig([], {}, DIALECTS);
+  const jwt = parseConfig([], { JWT_SECRET: "s".repeat(32) }, DIALECTS);
   assert.ok(plain.kind === "config" && jwt.kind === "config");
   assert.equal(plain.config.loginTimeout, 30);
   assert.equal(jwt.config.loginTimeout, 5);
@@ -116,9 +121,9 @@ Deno.test("config: the login deadline is 5 s with JWT and 30 s without; aliases 
 });
 
 Deno.test("config: --help lists every option with its environment variable and default", () => {
-  assert.equal(parseConfig(["--help"], {}).kind, "help");
-  const text = helpText();
-  for (const option of OPTIONS) {
+  assert.equal(parseConfig(["--help"], {}, DIALECTS).kind, "help");
+  const text = helpText(DIALECTS);
+  for (const option of configOptions(DIALECTS)) {
     assert.match(text, new RegExp(`--${option.flag} `));
     assert.match(text, new RegExp(`env: ${option.env}\\b`));
     if (option.fallback !== null && option.fallback !== "") {
@@ -129,13 +134,15 @@ Deno.test("config: --help lists every option with its environment variable and d
 
 Deno.test("config: the README's table is the one the options render (run `deno task docs` when this fails)", async () => {
   const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
-  assert.ok(readme.includes(`\n${configTable()}\n`));
-  for (const option of OPTIONS) assert.ok(readme.includes(`\`--${option.flag}\``), option.flag);
+  assert.ok(readme.includes(`\n${configTable(DIALECTS)}\n`));
+  for (const option of configOptions(DIALECTS)) {
+    assert.ok(readme.includes(`\`--${option.flag}\``), option.flag);
+  }
 });
 
 Deno.test("config: environment names are HUBBUB_*; PORT and the seed servers' names are aliases", () => {
   const read = (env: Record<string, string>) => {
-    const result = parseConfig([], env);
+    const result = parseConfig([], env, DIALECTS);
     assert.equal(result.kind, "config", JSON.stringify(result));
     return (result as { config: Config }).config;
   };
@@ -154,22 +161,28 @@ Deno.test("config: environment names are HUBBUB_*; PORT and the seed servers' na
     "https://auth.example",
   );
   assert.equal(read({ BROADCASTING_KEY: "bk" }).broadcastingKey, "bk");
-  for (const option of OPTIONS) assert.match(option.env, /^HUBBUB_[A-Z_]+$/, option.flag);
+  for (const option of configOptions(DIALECTS)) {
+    assert.match(option.env, /^HUBBUB_[A-Z_]+$/, option.flag);
+  }
 });
 
 Deno.test("config: HOSTNAME (set by Docker, Kubernetes and shells) is never read", () => {
   for (const hostname of ["somepod", "10.99.99.99", "", "::1"]) {
-    const result = parseConfig([], { HOSTNAME: hostname });
+    const result = parseConfig([], { HOSTNAME: hostname }, DIALECTS);
     assert.equal(result.kind, "config");
     if (result.kind !== "config") return;
     assert.equal(result.config.hostname, "0.0.0.0");
     assert.deepEqual(result.warnings, [], "HOSTNAME is not a name hubbub used to read, either");
   }
-  assert.ok(!helpText().includes("env: HOSTNAME"));
+  assert.ok(!helpText(DIALECTS).includes("env: HOSTNAME"));
 });
 
 Deno.test("config: a name earlier versions read (API_KEY, REDIS_URL, …) is ignored with a warning", () => {
-  const result = parseConfig([], { API_KEY: "k".repeat(20), REDIS_URL: "redis://cache:6379" });
+  const result = parseConfig(
+    [],
+    { API_KEY: "k".repeat(20), REDIS_URL: "redis://cache:6379" },
+    DIALECTS,
+  );
   assert.equal(result.kind, "config");
   if (result.kind !== "config") return;
   assert.equal(result.config.apiKey, null);
@@ -179,7 +192,7 @@ Deno.test("config: a name earlier versions read (API_KEY, REDIS_URL, …) is ign
     "REDIS_URL is set but no longer read; hubbub reads HUBBUB_REDIS_URL",
   ]);
   // Set the new way too: nothing to warn about.
-  const both = parseConfig([], { API_KEY: "x", HUBBUB_API_KEY: "k".repeat(20) });
+  const both = parseConfig([], { API_KEY: "x", HUBBUB_API_KEY: "k".repeat(20) }, DIALECTS);
   assert.deepEqual(both.kind === "config" && both.warnings, []);
 });
 
@@ -188,7 +201,7 @@ Deno.test("config: names no version read without the prefix (LOG_FORMAT, GARINCH
     LOG_FORMAT: "json",
     LOG_LEVEL: "debug",
     GARINCHAT_JWT_SECRET: "s".repeat(20),
-  });
+  }, DIALECTS);
   assert.deepEqual(result.kind === "config" && result.warnings, []);
 });
 
@@ -216,24 +229,32 @@ Deno.test("config: the same port given to two listeners is an error naming both;
   ];
   for (const [args, env, pattern] of cases) {
     await t.step(`${args.join(" ")} ${JSON.stringify(env)}`, () => {
-      const result = parseConfig(args, env);
+      const result = parseConfig(args, env, DIALECTS);
       assert.equal(result.kind, "error");
       if (result.kind === "error") assert.match(result.message, pattern);
     });
   }
   await t.step("port 0 twice, and distinct ports, are fine", () => {
-    const zero = parseConfig(["--port", "0", "--dialect", "wschat=0", "--dialect", "wsify=0"], {});
+    const zero = parseConfig(
+      ["--port", "0", "--dialect", "wschat=0", "--dialect", "wsify=0"],
+      {},
+      DIALECTS,
+    );
     assert.equal(zero.kind, "config");
-    const distinct = parseConfig(["--dialect", "wschat=8080", "--dialect", "garinchat=8081"], {});
+    const distinct = parseConfig(
+      ["--dialect", "wschat=8080", "--dialect", "garinchat=8081"],
+      {},
+      DIALECTS,
+    );
     assert.equal(distinct.kind, "config");
   });
 });
 
 Deno.test("config: --help puts no flag against its text, wraps at 80 columns, shows no empty default", () => {
-  const lines = helpText().split("\n");
+  const lines = helpText(DIALECTS).split("\n");
   for (const line of lines) assert.ok(line.length <= 80, `over 80 columns: ${line}`);
-  assert.ok(!helpText().includes("[default: ]"));
-  for (const option of OPTIONS) {
+  assert.ok(!helpText(DIALECTS).includes("[default: ]"));
+  for (const option of configOptions(DIALECTS)) {
     // The flag stands alone on its line; its description starts on the next, indented.
     const at = lines.indexOf(`  --${option.flag} <value>`);
     assert.ok(at >= 0, option.flag);
@@ -243,12 +264,29 @@ Deno.test("config: --help puts no flag against its text, wraps at 80 columns, sh
 });
 
 Deno.test("config: --log-format and --log-level", () => {
-  const result = parseConfig(["--log-format", "json", "--log-level", "warn"], {});
+  const result = parseConfig(["--log-format", "json", "--log-level", "warn"], {}, DIALECTS);
   assert.ok(result.kind === "config");
   assert.equal(result.config.logFormat, "json");
   assert.equal(result.config.logLevel, "warn");
-  const fromEnv = parseConfig([], { HUBBUB_LOG_FORMAT: "json", HUBBUB_LOG_LEVEL: "debug" });
+  const fromEnv = parseConfig(
+    [],
+    { HUBBUB_LOG_FORMAT: "json", HUBBUB_LOG_LEVEL: "debug" },
+    DIALECTS,
+  );
   assert.ok(fromEnv.kind === "config");
   assert.equal(fromEnv.config.logFormat, "json");
   assert.equal(fromEnv.config.logLevel, "debug");
+});
+
+Deno.test("config: --dialect names one of the dialects it is handed, not a list of its own", () => {
+  const echo = [{ name: "echo", defaultPort: 9999 }];
+  const result = parseConfig(["--dialect", "echo"], {}, echo);
+  assert.equal(result.kind, "config");
+  if (result.kind === "config") assert.deepEqual(result.config.dialects, new Map([["echo", 9999]]));
+  const unknown = parseConfig(["--dialect", "wschat"], {}, echo);
+  assert.deepEqual(unknown, {
+    kind: "error",
+    message: 'Invalid --dialect "wschat": unknown dialect "wschat"; known: echo',
+  });
+  assert.ok(helpText(echo).includes("echo=9999"));
 });

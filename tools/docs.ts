@@ -4,6 +4,7 @@
  * Run with `deno task docs`; tests fail while either is stale.
  */
 import { configTable, parseConfig } from "../lib/config.ts";
+import { DIALECTS } from "../lib/dialects/index.ts";
 import {
   CONFIG_BEGIN,
   CONFIG_END,
@@ -11,7 +12,7 @@ import {
   updateProtocolDocument,
 } from "./protocol_doc.ts";
 
-const defaults = parseConfig([], {});
+const defaults = parseConfig([], {}, DIALECTS);
 if (defaults.kind !== "config") throw new Error("The default configuration is invalid");
 
 const protocol = new URL("../PROTOCOL.md", import.meta.url);
@@ -22,5 +23,10 @@ await Deno.writeTextFile(
 const readme = new URL("../README.md", import.meta.url);
 await Deno.writeTextFile(
   readme,
-  replaceBetween(await Deno.readTextFile(readme), CONFIG_BEGIN, CONFIG_END, `\n${configTable()}\n`),
+  replaceBetween(
+    await Deno.readTextFile(readme),
+    CONFIG_BEGIN,
+    CONFIG_END,
+    `\n${configTable(DIALECTS)}\n`,
+  ),
 );

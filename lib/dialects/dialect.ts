@@ -7,7 +7,6 @@
  *
  * @module
  */
-import type { Config } from "../config.ts";
 import type { JwtVerifier } from "../auth/jwt.ts";
 import type { Authorizer } from "../auth/webhook.ts";
 import type { Channels } from "../core/channels.ts";
@@ -25,9 +24,31 @@ export interface DialectRequest {
   search: string;
 }
 
+/**
+ * The settings dialects read: a slice of the server's configuration, so that
+ * the seam depends on no more of it than it uses (and the configuration does
+ * not depend on the seam).
+ */
+export interface DialectConfig {
+  readonly maxMessageBytes: number;
+  readonly maxTextLength: number;
+  readonly maxChannelsPerConnection: number;
+  readonly maxChannelMembers: number;
+  /** Set when native logins require HS256/384/512 tokens. */
+  readonly jwtSecret: string | null;
+  /** Seconds of clock difference tolerated on `exp` and `nbf`. */
+  readonly jwtClockSkew: number;
+  /** The channel that the single global room of wschat and login-chat clients is. */
+  readonly compatChannel: string;
+  /** The key of wsify's `POST /broadcast?key=`; null: that endpoint is off. */
+  readonly broadcastingKey: string | null;
+  /** HS256/384/512 secret of GarinChat's `auth` tokens; null: GarinChat uses hubbub's JWT settings. */
+  readonly garinchatJwtSecret: string | null;
+}
+
 /** What a dialect may read and change of the core, and the shared services. */
 export interface DialectContext {
-  readonly config: Config;
+  readonly config: DialectConfig;
   readonly registry: Registry;
   readonly channels: Channels;
   readonly sessions: ReadonlyMap<SessionId, Session>;

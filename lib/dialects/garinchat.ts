@@ -18,9 +18,9 @@ import { createHash } from "node:crypto";
 import * as jose from "jose";
 import { memberCount } from "../core/channels.ts";
 import { channelMatcher, createJwtVerifier, type JwtVerifier } from "../auth/jwt.ts";
-import type { Config } from "../config.ts";
 import {
   type Dialect,
+  type DialectConfig,
   type DialectContext,
   type DialectResult,
   tokensRequired,
@@ -281,7 +281,7 @@ async function verifyLikeLogin(token: string, jwt: JwtVerifier, now: number): Pr
 }
 
 /** GarinChat's secret checked by native login rules, built once per configuration. */
-const proofVerifiers = new WeakMap<Config, JwtVerifier>();
+const proofVerifiers = new WeakMap<DialectConfig, JwtVerifier>();
 
 /**
  * A verifier for GarinChat's own secret with the rules of a native login
@@ -289,7 +289,7 @@ const proofVerifiers = new WeakMap<Config, JwtVerifier>();
  * `--jwt-audience` describe hubbub's identity provider, not GarinChat's, so
  * they do not apply.
  */
-function proofVerifier(config: Config, secret: string): JwtVerifier {
+function proofVerifier(config: DialectConfig, secret: string): JwtVerifier {
   let verifier = proofVerifiers.get(config);
   if (verifier === undefined) {
     verifier = createJwtVerifier({

@@ -8,8 +8,6 @@
 import type { Refusal } from "./admission.ts";
 import type { ApiHandler } from "./api.ts";
 import type { Asset } from "./assets.ts";
-import type { Dialect } from "../dialects/dialect.ts";
-import type { Config } from "../config.ts";
 import type { Decision } from "../auth/webhook.ts";
 import { json, jsonError } from "./http_util.ts";
 import type { Logger } from "../log.ts";
@@ -37,9 +35,25 @@ export interface RequestInfo {
   listener?: string;
 }
 
+/** The settings the HTTP layer reads: a slice of the server's configuration. */
+export interface HttpConfig {
+  /** Origins allowed to open a WebSocket; `["*"]` allows any; null only the server's own. */
+  readonly allowedOrigins: string[] | null;
+  /** Take the client address from the last X-Forwarded-For entry. */
+  readonly trustProxy: boolean;
+}
+
+/** What the HTTP layer knows of a dialect: where its sockets connect and how they shake hands. */
+export interface HttpDialect {
+  /** Which paths of its own listener are WebSocket endpoints; null: any path. */
+  readonly path: string | null;
+  /** Whether the handshake answers with the first subprotocol the client offers. */
+  readonly echoesSubprotocol?: boolean;
+}
+
 /** What the HTTP layer needs from the rest of the server. */
 export interface HttpDeps {
-  config: Config;
+  config: HttpConfig;
   assets: ReadonlyMap<string, Asset>;
   /** Whether `ip` may open another WebSocket now; reserves the connection when it may. */
   admit(ip: string): Refusal | null;
@@ -50,7 +64,7 @@ export interface HttpDeps {
   /** Answers `/api/…`. */
   api: ApiHandler;
   /** The dialects sockets may speak, by name. */
-  dialects: ReadonlyMap<string, Dialect>;
+  dialects: ReadonlyMap<string, HttpDialect>;
   /** A dialect's plain HTTP routes; null: not one of them. */
   dialectHttp(name: string, request: Request, path: string): Promise<Response | null>;
   /** The Prometheus text for /metrics. */
@@ -229,7 +243,7 @@ function firstSubprotocol(request: Request): string | undefined {
  * `X-Forwarded-Host` our proxy set, when it sets one). A foreign page
  * would otherwise connect as its visitor, cookies included.
  */
-function originAllowed(config: Config, request: Request, origin: string): boolean {
+function originAllowed(config: HttpConfig, request: Request, origin: string): boolean {
   const allowed = config.allowedOrigins;
   if (allowed !== null) return allowed.includes("*") || allowed.includes(origin);
   const forwarded = config.trustProxy ? lastEntry(request.headers.get("x-forwarded-host")) : null;
@@ -257,7 +271,7 @@ function lastEntry(header: string | null): string | null {
 }
 
 /** The client's address: the peer's, or with --trust-proxy the one our proxy saw. */
-function clientIp(config: Config, request: Request, info: RequestInfo): string {
+function clientIp(config: HttpConfig, request: Request, info: RequestInfo): string {
   return config.trustProxy ? forwardedFor(request) ?? info.ip : info.ip;
 }
 

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import * as jose from "jose";
 import { createManualClock, type ManualClock } from "../../lib/core/clock.ts";
 import { type Config, parseConfig } from "../../lib/config.ts";
+import { DIALECTS } from "../../lib/dialects/index.ts";
 import type { Dialect } from "../../lib/dialects/dialect.ts";
 import {
   AUTH_TIMEOUT_MS,
@@ -294,7 +295,7 @@ Deno.test("garinchat: the original's env names JWT_DECODE_SECRET and ALLOWED_ORI
   const result = parseConfig([], {
     JWT_DECODE_SECRET: SECRET,
     ALLOWED_ORIGINS: "https://chat.example.com,https://www.example.com",
-  });
+  }, DIALECTS);
   assert.equal(result.kind, "config");
   if (result.kind !== "config") return;
   assert.equal(result.config.garinchatJwtSecret, SECRET);

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import * as jose from "jose";
 import { createManualClock } from "../../lib/core/clock.ts";
 import { parseConfig } from "../../lib/config.ts";
+import { DIALECTS } from "../../lib/dialects/index.ts";
 import { garinchat } from "../../lib/dialects/garinchat.ts";
 import { wschat } from "../../lib/dialects/wschat.ts";
 import { startServer, type TestServer, withTimeout } from "../_helpers.ts";
@@ -29,7 +30,7 @@ const loginToken = (secret: string, sub: string) =>
 
 /** A server configured from `env` as `main.ts` would, with GarinChat and wschat, on a manual clock. */
 function serve(env: Record<string, string>): TestServer {
-  const parsed = parseConfig(["--port", "0", "--hostname", "127.0.0.1"], env);
+  const parsed = parseConfig(["--port", "0", "--hostname", "127.0.0.1"], env, DIALECTS);
   if (parsed.kind !== "config") throw new Error(`Bad configuration: ${JSON.stringify(parsed)}`);
   return startServer(parsed.config, {
     clock: createManualClock(START),
@@ -151,17 +152,17 @@ Deno.test("jwt secrets: without a GarinChat secret, GarinChat takes the tokens n
 });
 
 Deno.test("jwt secrets: JWT_DECODE_SECRET no longer sets --jwt-secret; it is --garinchat-jwt-secret", () => {
-  const parsed = parseConfig([], { JWT_DECODE_SECRET: GARINCHAT_SECRET });
+  const parsed = parseConfig([], { JWT_DECODE_SECRET: GARINCHAT_SECRET }, DIALECTS);
   assert.ok(parsed.kind === "config");
   assert.equal(parsed.config.garinchatJwtSecret, GARINCHAT_SECRET);
   assert.equal(parsed.config.jwtSecret, null);
   assert.equal(parsed.config.loginTimeout, 30, "native logins still take a typed name");
   const flag = parseConfig(["--garinchat-jwt-secret", GARINCHAT_SECRET], {
     HUBBUB_GARINCHAT_JWT_SECRET: "x".repeat(16),
-  });
+  }, DIALECTS);
   assert.ok(flag.kind === "config");
   assert.equal(flag.config.garinchatJwtSecret, GARINCHAT_SECRET, "the flag wins");
-  const short = parseConfig([], { JWT_DECODE_SECRET: "short" });
+  const short = parseConfig([], { JWT_DECODE_SECRET: "short" }, DIALECTS);
   assert.deepEqual(short, {
     kind: "error",
     message: "Invalid JWT_DECODE_SECRET: expected at least 16 characters",

@@ -1,6 +1,7 @@
 /** lib/http/healthcheck.ts: the URL it probes and what it makes of silence. */
 import assert from "node:assert/strict";
 import { helpText, parseConfig } from "../../lib/config.ts";
+import { DIALECTS } from "../../lib/dialects/index.ts";
 import { probeReadiness, readyzUrl } from "../../lib/http/healthcheck.ts";
 
 Deno.test("healthcheck: probes loopback for a wildcard address, the address itself otherwise", async (t) => {
@@ -45,10 +46,10 @@ Deno.test("healthcheck: port 0 names no server", async () => {
 });
 
 Deno.test("healthcheck: --healthcheck reads the same options as the server, and --help lists it", () => {
-  const result = parseConfig(["--healthcheck", "--port", "9000", "--hostname", "::"], {});
+  const result = parseConfig(["--healthcheck", "--port", "9000", "--hostname", "::"], {}, DIALECTS);
   assert.equal(result.kind, "healthcheck");
   assert.ok(result.kind === "healthcheck");
   assert.equal(readyzUrl(result.config), "http://[::1]:9000/readyz");
-  assert.deepEqual(parseConfig(["--healthcheck", "--port", "x"], {}).kind, "error");
-  assert.match(helpText(), /^ +--healthcheck\s+Exit 0 if GET \/readyz/m);
+  assert.deepEqual(parseConfig(["--healthcheck", "--port", "x"], {}, DIALECTS).kind, "error");
+  assert.match(helpText(DIALECTS), /^ +--healthcheck\s+Exit 0 if GET \/readyz/m);
 });

@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { type Config, parseConfig } from "../../lib/config.ts";
+import { DIALECTS } from "../../lib/dialects/index.ts";
 import { wsify } from "../../lib/dialects/wsify.ts";
 import { startupFields } from "../../lib/startup.ts";
 import { openClient, startServer, TEST_CONFIG, type TestServer } from "../_helpers.ts";
@@ -142,7 +143,7 @@ Deno.test("origin: dialects follow the same rule, on the main port and on their 
 
 Deno.test("origin: --allowed-origins takes * alone or origins; the summary names the mode", () => {
   const origins = (value: string) => {
-    const result = parseConfig(["--allowed-origins", value], {});
+    const result = parseConfig(["--allowed-origins", value], {}, DIALECTS);
     return result.kind === "config" ? result.config.allowedOrigins : result.kind;
   };
   assert.deepEqual(origins("*"), ["*"]);
