@@ -100,19 +100,7 @@ const dialectServers = [...config.dialects].map(([name, port]) =>
 const servers = [server, ...dialectServers.map(([, listener]) => listener)];
 const urlOf = (listener: RunningServer) =>
   `http://${formatHost(listener.hostname)}:${listener.port}/`;
-// Logged once every listener is up: the first line is the one that says the server is ready.
-log.info(`hubbub ${VERSION} (${runtime.name}) listening on ${urlOf(server)}`, {
-  runtime: runtime.name,
-  version: VERSION,
-  url: urlOf(server),
-  dialects: dialectServers.map(([name, listener]) => `${name}=${urlOf(listener)}`).join(",") ||
-    undefined,
-  ...startupFields(config),
-});
-for (const [name, listener] of dialectServers) {
-  log.info(`${name} clients on ${urlOf(listener)}`, { dialect: name, url: urlOf(listener) });
-}
-
+// Before the line that says the server is ready: a supervisor may signal as soon as it reads it.
 runtime.onShutdownSignal(async (signal) => {
   log.info(`${signal}: closing ${app.connections} connections`, {
     signal,
@@ -148,6 +136,19 @@ runtime.onShutdownSignal(async (signal) => {
   log.info("stopped");
   runtime.exit(0);
 });
+
+// Logged once every listener is up: the first line is the one that says the server is ready.
+log.info(`hubbub ${VERSION} (${runtime.name}) listening on ${urlOf(server)}`, {
+  runtime: runtime.name,
+  version: VERSION,
+  url: urlOf(server),
+  dialects: dialectServers.map(([name, listener]) => `${name}=${urlOf(listener)}`).join(",") ||
+    undefined,
+  ...startupFields(config),
+});
+for (const [name, listener] of dialectServers) {
+  log.info(`${name} clients on ${urlOf(listener)}`, { dialect: name, url: urlOf(listener) });
+}
 
 /** Whether `promise` settles within `ms`. */
 async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
