@@ -258,6 +258,26 @@ export async function expectError(
   return reply;
 }
 
+/**
+ * Asserts an HTTP answer of exactly `{"error":{"code","message"}}` with `status`, `code` and a
+ * non-empty message; returns the response for its headers.
+ */
+export async function assertJsonError(
+  response: Response,
+  status: number,
+  code: string,
+): Promise<Response> {
+  assert.equal(response.status, status);
+  assert.match(response.headers.get("content-type") ?? "", /^application\/json/);
+  const body = await response.json();
+  assert.deepEqual(Object.keys(body), ["error"]);
+  assert.deepEqual(Object.keys(body.error).sort(), ["code", "message"]);
+  assert.equal(body.error.code, code);
+  assert.equal(typeof body.error.message, "string");
+  assert.notEqual(body.error.message, "");
+  return response;
+}
+
 /** Waits for `promise`, failing after `WAIT_MS` with what was awaited. */
 export async function withTimeout<T>(promise: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;

@@ -10,40 +10,10 @@ import assert from "node:assert/strict";
 import { type AuthorizerOptions, createAuthorizer, type Decision } from "../../lib/auth/webhook.ts";
 import { CloseCode } from "../../lib/core/protocol.ts";
 import { type Frame, startServer, type TestServer, withTimeout } from "../_helpers.ts";
+import { fakeFetch } from "./_fake_fetch.ts";
 
 // ---------------------------------------------------------------------------
 // The client alone, with a fetch whose calls wait until the test answers them
-
-/** A `fetch` that records each call's body and answers only when the test says so. */
-function heldFetch() {
-  const calls: { body: string; answer(status: number): void }[] = [];
-  const waiters: { count: number; resolve: () => void }[] = [];
-  const fetch = ((_input: string | URL | Request, init: RequestInit = {}) => {
-    const { promise, resolve } = Promise.withResolvers<Response>();
-    calls.push({
-      body: JSON.parse(String(init.body)),
-      answer: (status) => resolve(new Response(null, { status })),
-    });
-    for (const waiter of waiters.filter((w) => calls.length >= w.count)) {
-      waiters.splice(waiters.indexOf(waiter), 1);
-      waiter.resolve();
-    }
-    return promise;
-  }) as typeof globalThis.fetch;
-  return {
-    fetch,
-    calls,
-    /** The bodies sent so far, in the order the calls went out. */
-    served: () => calls.map((call) => call.body),
-    /** Resolves once `count` calls have gone out. */
-    called(count: number): Promise<void> {
-      if (calls.length >= count) return Promise.resolve();
-      const { promise, resolve } = Promise.withResolvers<void>();
-      waiters.push({ count, resolve });
-      return withTimeout(promise, `${count} authorizer calls`);
-    },
-  };
-}
 
 const BASE: Omit<AuthorizerOptions, "fetch"> = {
   url: "http://authorizer.test/check",
@@ -58,7 +28,7 @@ async function settle(): Promise<void> {
 }
 
 Deno.test("authorizer fairness: 500 waiting calls of one address do not delay another's single call beyond the next free slot", async () => {
-  const held = heldFetch();
+  const held = fakeFetch();
   const authorizer = createAuthorizer({ ...BASE, fetch: held.fetch });
   const flood = Array.from({ length: 502 }, (_, i) => authorizer.decide(`flood${i}`, "10.0.0.1"));
   await held.called(2);
@@ -66,18 +36,18 @@ Deno.test("authorizer fairness: 500 waiting calls of one address do not delay an
   await settle();
   assert.deepEqual(held.served(), ["flood0", "flood1"], "both slots are the flood's, 500 wait");
 
-  held.calls[0].answer(200);
+  held.calls[0].release(200);
   await held.called(3);
   assert.equal(held.served()[2], "victim", "the first slot to free goes to the other address");
-  held.calls[2].answer(200);
+  held.calls[2].release(200);
   assert.equal(await victim, "allow");
 
   // The flood then gets every slot again, in its own order.
   for (let n = 1; n < 502; n++) {
     await held.called(n + 2);
-    held.calls[n].answer(200);
+    held.calls[n].release(200);
   }
-  held.calls[502].answer(200);
+  held.calls[502].release(200);
   assert.deepEqual(await Promise.all(flood), Array(502).fill("allow"));
   assert.deepEqual(
     held.served().filter((body) => body !== "victim"),
@@ -87,7 +57,7 @@ Deno.test("authorizer fairness: 500 waiting calls of one address do not delay an
 });
 
 Deno.test("authorizer fairness: waiting addresses take turns; each address's calls keep their order", async () => {
-  const held = heldFetch();
+  const held = fakeFetch();
   const authorizer = createAuthorizer({ ...BASE, maxConcurrent: 1, fetch: held.fetch });
   const decided: Promise<Decision>[] = [];
   for (let i = 0; i < 4; i++) decided.push(authorizer.decide(`a${i}`, "A"));
@@ -95,7 +65,7 @@ Deno.test("authorizer fairness: waiting addresses take turns; each address's cal
   decided.push(authorizer.decide("c0", "C"));
   for (let n = 1; n <= 9; n++) {
     await held.called(n);
-    held.calls[n - 1].answer(200);
+    held.calls[n - 1].release(200);
   }
   assert.deepEqual(await Promise.all(decided), Array(9).fill("allow"));
   // a0 took the free slot; then A, B and C in turn (each back of the line after its turn).
@@ -103,7 +73,7 @@ Deno.test("authorizer fairness: waiting addresses take turns; each address's cal
 });
 
 Deno.test("authorizer fairness: one address never holds more than maxConcurrentPerKey slots; the rest stay free for others", async () => {
-  const held = heldFetch();
+  const held = fakeFetch();
   const authorizer = createAuthorizer({
     ...BASE,
     maxConcurrent: 4,
@@ -117,35 +87,41 @@ Deno.test("authorizer fairness: one address never holds more than maxConcurrentP
   const others = [authorizer.decide("y", "Y"), authorizer.decide("z", "Z")];
   await held.called(4);
   assert.deepEqual(held.served(), ["flood0", "flood1", "y", "z"], "served at once");
-  held.calls[2].answer(200);
-  held.calls[3].answer(403);
+  held.calls[2].release(200);
+  held.calls[3].release(403);
   assert.deepEqual(await Promise.all(others), ["allow", "deny"]);
   await settle();
   assert.equal(held.calls.length, 4, "freed slots beyond its share do not go to the flood");
   // Each of its answers lets one more of its calls out, never two.
   for (const [answer, next] of [[0, 5], [1, 6], [4, 7]]) {
-    held.calls[answer].answer(200);
+    held.calls[answer].release(200);
     await held.called(next);
     await settle();
     assert.equal(held.calls.length, next);
   }
-  for (const n of [5, 6]) held.calls[n].answer(200);
+  for (const n of [5, 6]) held.calls[n].release(200);
   assert.deepEqual(await Promise.all(flood), Array(5).fill("allow"));
   assert.deepEqual(held.served().slice(4), ["flood2", "flood3", "flood4"]);
 });
 
-Deno.test("authorizer fairness: an address over maxPerKey is answered down at once; others are not", async () => {
-  const held = heldFetch();
+/** One slot and `limits`, on a fake fetch; records the keys shed and why calls were down. */
+function shedding(limits: Partial<AuthorizerOptions>) {
+  const held = fakeFetch();
   const shed: string[] = [];
   const down: string[] = [];
   const authorizer = createAuthorizer({
     ...BASE,
     maxConcurrent: 1,
-    maxPerKey: 3,
+    ...limits,
     fetch: held.fetch,
     onShed: (key) => shed.push(key),
     onDown: (reason) => down.push(reason),
   });
+  return { held, shed, down, authorizer };
+}
+
+Deno.test("authorizer fairness: an address over maxPerKey is answered down at once; others are not", async () => {
+  const { held, shed, down, authorizer } = shedding({ maxPerKey: 3 });
   const three = [0, 1, 2].map((i) => authorizer.decide(`x${i}`, "X"));
   assert.equal(await withTimeout(authorizer.decide("x3", "X"), "the fourth call"), "down");
   assert.deepEqual(shed, ["X"]);
@@ -153,7 +129,7 @@ Deno.test("authorizer fairness: an address over maxPerKey is answered down at on
   const other = authorizer.decide("y0", "Y");
   for (let n = 1; n <= 4; n++) {
     await held.called(n);
-    held.calls[n - 1].answer(200);
+    held.calls[n - 1].release(200);
   }
   assert.deepEqual(await Promise.all([...three, other]), Array(4).fill("allow"));
   // x1 waited before y0 did, and neither address had a call in flight: turns by arrival.
@@ -162,22 +138,12 @@ Deno.test("authorizer fairness: an address over maxPerKey is answered down at on
   // Its calls settled: the address may call again.
   const again = authorizer.decide("x4", "X");
   await held.called(5);
-  held.calls[4].answer(200);
+  held.calls[4].release(200);
   assert.equal(await again, "allow");
 });
 
 Deno.test("authorizer fairness: a full line drops the newest call of the address with the most, never a newcomer's", async () => {
-  const held = heldFetch();
-  const shed: string[] = [];
-  const down: string[] = [];
-  const authorizer = createAuthorizer({
-    ...BASE,
-    maxConcurrent: 1,
-    maxQueued: 3,
-    fetch: held.fetch,
-    onShed: (key) => shed.push(key),
-    onDown: (reason) => down.push(reason),
-  });
+  const { held, shed, down, authorizer } = shedding({ maxQueued: 3 });
   const x = [0, 1, 2, 3].map((i) => authorizer.decide(`x${i}`, "X")); // one in flight, three wait
   const y = authorizer.decide("y", "Y");
   assert.equal(await withTimeout(x[3], "x3 dropped"), "down", "X's newest made room for Y");
@@ -191,7 +157,7 @@ Deno.test("authorizer fairness: a full line drops the newest call of the address
   assert.deepEqual(down, ["too many calls waiting"]);
   for (let n = 1; n <= 4; n++) {
     await held.called(n);
-    held.calls[n - 1].answer(200);
+    held.calls[n - 1].release(200);
   }
   assert.deepEqual(await Promise.all([x[0], y, z, w]), Array(4).fill("allow"));
   assert.deepEqual(held.served(), ["x0", "y", "z", "w"]);

@@ -10,6 +10,7 @@ import { MAX_FAILED_LOGINS } from "../../lib/app.ts";
 import type { Config } from "../../lib/config.ts";
 import { CloseCode } from "../../lib/core/protocol.ts";
 import {
+  assertJsonError,
   type Frame,
   openClient,
   startServer,
@@ -17,6 +18,7 @@ import {
   type TestServer,
   withTimeout,
 } from "../_helpers.ts";
+import { fakeFetch } from "./_fake_fetch.ts";
 
 // ---------------------------------------------------------------------------
 // The stub authorizer
@@ -140,17 +142,6 @@ function upgrade(server: TestServer, query = ""): Promise<Response> {
       "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
     },
   });
-}
-
-/** Asserts an exact `{"error":{"code","message"}}` answer. */
-async function assertJsonError(response: Response, status: number, code: string): Promise<void> {
-  assert.equal(response.status, status);
-  assert.match(response.headers.get("content-type") ?? "", /^application\/json/);
-  const body = await response.json();
-  assert.deepEqual(Object.keys(body), ["error"]);
-  assert.deepEqual(Object.keys(body.error).sort(), ["code", "message"]);
-  assert.equal(body.error.code, code);
-  assert.equal(typeof body.error.message, "string");
 }
 
 let probes = 0;
@@ -408,18 +399,27 @@ const DENIAL_CASES: DenialCase[] = [
 const isAlices = (body: AuthBody, command: string) =>
   body.command === command && (body.name ?? body.args.name) === "alice";
 
+/** Bob in "x", and alice just short of `command`: logged in for a join, in "x" for a broadcast. */
+async function beforeAlices(
+  server: TestServer,
+  command: "login" | "join" | "broadcast",
+): Promise<{ bob: TestClient; alice: TestClient }> {
+  const bob = await server.user("bob", "x");
+  const alice = await server.connect();
+  if (command !== "login") await alice.login("alice");
+  if (command === "broadcast") {
+    await alice.join("x");
+    assert.equal((await bob.next()).event, "join");
+  }
+  return { bob, alice };
+}
+
 Deno.test("authorizer: a denied command is forbidden and has no effect", async (t) => {
   for (const c of DENIAL_CASES) {
     await t.step(c.name, async () => {
       await using stub = startAuthorizer();
       await using server = serverFor(stub);
-      const bob = await server.user("bob", "x");
-      const alice = await server.connect();
-      if (c.command !== "login") await alice.login("alice");
-      if (c.command === "broadcast") {
-        await alice.join("x");
-        assert.equal((await bob.next()).event, "join");
-      }
+      const { bob, alice } = await beforeAlices(server, c.command);
       stub.policy = (body) => isAlices(body, c.command) ? { status: c.status } : ALLOW;
       const frame = c.command === "login"
         ? { type: "login", name: "alice", ref: "r" }
@@ -489,13 +489,7 @@ Deno.test("authorizer: a command the authorizer cannot answer closes the socket 
     await t.step(`${c.command} with ${c.why}`, async () => {
       await using stub = startAuthorizer();
       await using server = serverFor(stub, { authorizerTimeoutMs: 150 });
-      const bob = await server.user("bob", "x");
-      const alice = await server.connect();
-      if (c.command !== "login") await alice.login("alice");
-      if (c.command === "broadcast") {
-        await alice.join("x");
-        assert.equal((await bob.next()).event, "join");
-      }
+      const { bob, alice } = await beforeAlices(server, c.command);
       stub.policy = (body) => isAlices(body, c.command) ? c.answer : ALLOW;
       const answered = stub.answered;
       alice.send(
@@ -565,59 +559,6 @@ Deno.test("authorizer: commands sent back to back take effect in order while che
 
 // ---------------------------------------------------------------------------
 // The client in lib/auth/webhook.ts, with an injected fetch
-
-/** One call the fake fetch received, answered when the test releases it. */
-interface FakeCall {
-  url: string;
-  init: RequestInit;
-  body: unknown;
-  release(status: number): void;
-}
-
-/** A `fetch` whose calls hang until released; counts calls as events. */
-function fakeFetch() {
-  const calls: FakeCall[] = [];
-  const waiters: { count: number; resolve: () => void }[] = [];
-  const counts = { inFlight: 0, peak: 0 };
-  const fetch = ((input: string | URL | Request, init: RequestInit = {}) => {
-    const { promise, resolve, reject } = Promise.withResolvers<Response>();
-    counts.peak = Math.max(counts.peak, ++counts.inFlight);
-    let settled = false;
-    const settle = (answer: () => void) => {
-      if (settled) return;
-      settled = true;
-      counts.inFlight--;
-      answer();
-    };
-    init.signal?.addEventListener("abort", () => settle(() => reject(init.signal!.reason)), {
-      once: true,
-    });
-    calls.push({
-      url: String(input),
-      init,
-      body: JSON.parse(String(init.body)),
-      release: (status) => settle(() => resolve(new Response(null, { status }))),
-    });
-    for (const waiter of waiters.filter((w) => calls.length >= w.count)) {
-      waiters.splice(waiters.indexOf(waiter), 1);
-      waiter.resolve();
-    }
-    return promise;
-  }) as typeof globalThis.fetch;
-  return {
-    fetch,
-    calls,
-    /** Calls not answered yet, and the most there ever were at once. */
-    counts,
-    /** Resolves once `count` calls have been made. */
-    called(count: number): Promise<void> {
-      if (calls.length >= count) return Promise.resolve();
-      const { promise, resolve } = Promise.withResolvers<void>();
-      waiters.push({ count, resolve });
-      return withTimeout(promise, `${count} fetch calls`);
-    },
-  };
-}
 
 const OPTIONS: Omit<AuthorizerOptions, "fetch"> = {
   url: "http://authorizer.test/check",

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { MAX_BATCH } from "../../lib/http/api.ts";
 import { CloseCode } from "../../lib/core/protocol.ts";
 import {
+  assertJsonError,
   type Frame,
   startServer,
   type TestClient,
@@ -33,19 +34,6 @@ function call(
       ? body
       : JSON.stringify(body),
   });
-}
-
-/** Asserts an exact `{"error":{"code","message"}}` answer; returns the response for headers. */
-async function assertError(response: Response, status: number, code: string): Promise<Response> {
-  assert.equal(response.status, status);
-  assert.match(response.headers.get("content-type") ?? "", /^application\/json/);
-  const body = await response.json();
-  assert.deepEqual(Object.keys(body), ["error"]);
-  assert.deepEqual(Object.keys(body.error).sort(), ["code", "message"]);
-  assert.equal(body.error.code, code);
-  assert.equal(typeof body.error.message, "string");
-  assert.notEqual(body.error.message, "");
-  return response;
 }
 
 /** Asserts a JSON answer with exactly `expected` as its body. */
@@ -151,7 +139,7 @@ Deno.test("api: a batch with one invalid message is 400 and delivers nothing", a
   ];
   for (const c of cases) {
     await t.step(c.name, async () => {
-      await assertError(
+      await assertJsonError(
         await call(server, "POST", "/api/broadcast", { body: c.body }),
         400,
         "bad_request",
@@ -208,7 +196,7 @@ Deno.test("api: disconnect closes the user's socket with 4403 and its channels h
     name: "lobby",
     members: ["bob"],
   });
-  await assertError(
+  await assertJsonError(
     await call(server, "POST", "/api/disconnect", { body: { name: "alice" } }),
     404,
     "not_found",
@@ -248,7 +236,7 @@ Deno.test("api: disconnect refuses unknown names and bad bodies", async (t) => {
   ];
   for (const c of cases) {
     await t.step(c.name, async () => {
-      await assertError(
+      await assertJsonError(
         await call(server, "POST", "/api/disconnect", { body: c.body }),
         c.status,
         c.code,
@@ -311,7 +299,7 @@ Deno.test("api: a channel lists its member names in join order", async (t) => {
     await t.step(c.name, async () => {
       const response = await call(server, "GET", c.path);
       if (c.status === 200) await assertJson(response, 200, c.body);
-      else await assertError(response, c.status, "not_found");
+      else await assertJsonError(response, c.status, "not_found");
     });
   }
 });
@@ -343,7 +331,7 @@ Deno.test("api: a missing or wrong bearer key is 401 on every route", async (t) 
     for (const [name, auth] of auths) {
       await t.step(`${route.method} ${route.path}: ${name}`, async () => {
         const response = await call(server, route.method, route.path, { body: route.body, auth });
-        await assertError(response, 401, "unauthorized");
+        await assertJsonError(response, 401, "unauthorized");
         assert.equal(response.headers.get("www-authenticate"), "Bearer");
       });
     }
@@ -351,7 +339,7 @@ Deno.test("api: a missing or wrong bearer key is 401 on every route", async (t) 
       `${route.method} ${route.path}: the wrong method without a key is 401 too`,
       async () => {
         const method = route.method === "GET" ? "POST" : "GET";
-        await assertError(
+        await assertJsonError(
           await call(server, method, route.path, { auth: null }),
           401,
           "unauthorized",
@@ -383,7 +371,7 @@ Deno.test("api: a wrong method is 405 with Allow on every route", async (t) => {
     for (const method of others) {
       await t.step(`${method} ${route.path}`, async () => {
         const response = await call(server, method, route.path, { body: route.body });
-        await assertError(response, 405, "method_not_allowed");
+        await assertJsonError(response, 405, "method_not_allowed");
         assert.equal(response.headers.get("allow"), route.method);
       });
     }
@@ -399,7 +387,7 @@ Deno.test("api: without an API key every route is 404", async (t) => {
         `${route.method} ${route.path} ${auth === null ? "without" : "with"} a key`,
         async () => {
           const response = await call(server, route.method, route.path, { body: route.body, auth });
-          await assertError(response, 404, "not_found");
+          await assertJsonError(response, 404, "not_found");
           assert.equal(response.headers.get("www-authenticate"), null);
         },
       );
@@ -421,7 +409,7 @@ Deno.test("api: unknown API paths are 404, with or without a key", async (t) => 
   for (const path of paths) {
     for (const auth of [null, `Bearer ${API_KEY}`]) {
       await t.step(`GET ${path} ${auth === null ? "without" : "with"} a key`, async () => {
-        await assertError(await call(server, "GET", path, { auth }), 404, "not_found");
+        await assertJsonError(await call(server, "GET", path, { auth }), 404, "not_found");
       });
     }
   }
@@ -434,7 +422,7 @@ Deno.test({
     for (const path of ["/api/toString", "/api/constructor", "/api/hasOwnProperty"]) {
       for (const auth of [null, `Bearer ${API_KEY}`]) {
         await t.step(`GET ${path} ${auth === null ? "without" : "with"} a key`, async () => {
-          await assertError(await call(server, "GET", path, { auth }), 404, "not_found");
+          await assertJsonError(await call(server, "GET", path, { auth }), 404, "not_found");
         });
       }
     }
@@ -445,6 +433,6 @@ Deno.test({
   name: "api: a malformed percent-encoding in a channel path is a JSON 404",
   async fn() {
     await using server = startServer({ apiKey: API_KEY });
-    await assertError(await call(server, "GET", "/api/channels/%E0"), 404, "not_found");
+    await assertJsonError(await call(server, "GET", "/api/channels/%E0"), 404, "not_found");
   },
 });
