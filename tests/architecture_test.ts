@@ -1,7 +1,7 @@
 /**
  * The layout's rules, read from the import statements of every file in
  * `lib/`: imports point one way, runtime → app → (http, dialects, delivery,
- * cluster, auth) → core, and nothing in `lib/` imports itself in a circle.
+ * cluster, store, auth) → core, and nothing in `lib/` imports itself in a circle.
  * docs/architecture.md draws the same picture.
  */
 import assert from "node:assert/strict";
@@ -11,7 +11,7 @@ import { dirname, join, normalize } from "node:path";
 const ROOT = new URL("../", import.meta.url).pathname;
 
 /** The layers below the composition: each may import only the core and the layers listed. */
-const LAYERS = ["core", "delivery", "cluster", "auth", "dialects", "http"] as const;
+const LAYERS = ["core", "delivery", "cluster", "store", "auth", "dialects", "http"] as const;
 
 /** Files of the composition that no layer may import (the layers are what they compose). */
 const COMPOSITION = ["lib/app.ts", "lib/config.ts", "lib/startup.ts", "main.ts"];
@@ -168,4 +168,16 @@ Deno.test("architecture: no layer imports the composition or a runtime", () => {
         .map((target) => `${file} → ${target}`)
     );
   assert.deepEqual(upward, []);
+});
+
+Deno.test("architecture: the store imports only the core, itself and packages", () => {
+  const graph = importGraph();
+  const files = [...graph.keys()].filter((file) => layerOf(file) === "store");
+  const outside = files.flatMap((file) =>
+    graph.get(file)!.filter((target) => !["core", "store"].includes(layerOf(target) ?? ""))
+      .map((t) => `${file} → ${t}`)
+  );
+  assert.deepEqual(outside, []);
+  // A reader that finds no store file passes nothing.
+  assert.ok(files.includes("lib/store/store.ts"));
 });

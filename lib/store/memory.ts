@@ -1,0 +1,111 @@
+/**
+ * The in-memory message store: same behaviour as the SQLite store, but
+ * history lives only as long as the process, so each store starts a new epoch.
+ *
+ * @module
+ */
+import {
+  type Appended,
+  canRecover,
+  clampLimit,
+  type MessageStore,
+  newEpoch,
+  type NewMessage,
+  resolveOptions,
+  type StoredMessage,
+  type StoreOptions,
+} from "./store.ts";
+
+type Entry = { message: StoredMessage; key: string | undefined; at: number };
+type Log = { head: number; entries: Entry[] };
+
+/**
+ * Creates an empty in-memory store with a new random epoch.
+ *
+ * @example
+ * ```ts
+ * import { createMemoryStore } from "./memory.ts";
+ * const store = createMemoryStore({ maxPerChannel: 100 });
+ * store.append("lobby", [{ from: "ann", text: "hi", id: "m1", ts: new Date().toISOString() }]);
+ * store.latest("lobby", 50); // [{ type: "message", channel: "lobby", …, seq: 1 }]
+ * ```
+ */
+export function createMemoryStore(options: StoreOptions = {}): MessageStore {
+  const { maxPerChannel, maxAgeMs, now } = resolveOptions(options);
+  const epoch = newEpoch();
+  const logs = new Map<string, Log>();
+
+  /** The channel's log with expired messages dropped; a log keeps its head after emptying. */
+  const kept = (channel: string): Entry[] => {
+    const log = logs.get(channel);
+    if (log === undefined) return [];
+    const cutoff = now() - maxAgeMs;
+    let drop = 0;
+    while (drop < log.entries.length && log.entries[drop].at <= cutoff) drop++;
+    if (drop > 0) log.entries.splice(0, drop);
+    return log.entries;
+  };
+  const copy = (entries: Entry[]): StoredMessage[] => entries.map((e) => ({ ...e.message }));
+
+  const store: MessageStore = {
+    append(channel: string, messages: readonly NewMessage[]): Appended {
+      let log = logs.get(channel);
+      if (log === undefined) logs.set(channel, log = { head: 0, entries: [] });
+      const at = now();
+      const stored = messages.map(({ from, text, id, ts, key }): StoredMessage => {
+        const message: StoredMessage = {
+          type: "message",
+          channel,
+          from,
+          text,
+          id,
+          ts,
+          seq: ++log.head,
+        };
+        log.entries.push({ message, key, at });
+        return { ...message };
+      });
+      kept(channel);
+      if (log.entries.length > maxPerChannel) {
+        log.entries.splice(0, log.entries.length - maxPerChannel);
+      }
+      return { ok: true, epoch, messages: stored };
+    },
+    latest(channel, limit) {
+      const entries = kept(channel);
+      const n = clampLimit(limit);
+      return n === 0 ? [] : copy(entries.slice(-n));
+    },
+    before(channel, seq, limit) {
+      const n = clampLimit(limit);
+      if (n === 0) return [];
+      const older = kept(channel).filter((entry) => entry.message.seq < seq);
+      return copy(older.slice(-n));
+    },
+    since(channel, sinceEpoch, seq, limit) {
+      const entries = kept(channel);
+      const head = { epoch, seq: logs.get(channel)?.head ?? 0 };
+      const oldest = entries.length === 0 ? null : entries[0].message.seq;
+      const n = clampLimit(limit);
+      if (canRecover(head, oldest, sinceEpoch, seq, n)) {
+        return {
+          recovered: true,
+          epoch,
+          messages: copy(entries.filter((e) => e.message.seq > seq)),
+        };
+      }
+      return { recovered: false, epoch, messages: store.latest(channel, n) };
+    },
+    head(channel) {
+      return { epoch, seq: logs.get(channel)?.head ?? 0 };
+    },
+    byKey(channel, from, key) {
+      const found = kept(channel).find((e) => e.key === key && e.message.from === from);
+      return found === undefined ? null : { ...found.message };
+    },
+    close() {
+      logs.clear();
+    },
+  };
+  return store;
+}

@@ -1,0 +1,116 @@
+/**
+ * The message-history interface (issue 15 groundwork, not wired in yet): a
+ * per-channel log of `message` frames, each with a `seq` (1, 2, 3, … per
+ * channel, continuous within an epoch). The epoch and each channel's head seq
+ * outlive the messages themselves, so a trimmed channel keeps its numbering
+ * (as Centrifugo's history does). Every operation is synchronous and takes and
+ * returns plain data; implementations are `memory.ts` and `sqlite.ts`.
+ *
+ * @module
+ */
+import type { Clock } from "../core/clock.ts";
+import type { MessageFrame } from "../core/protocol.ts";
+
+/** A message as the store keeps and returns it: the native `message` frame plus its seq. */
+export type StoredMessage = MessageFrame & { seq: number };
+
+/** A message to append: the frame's fields but the channel, and an optional idempotency key. */
+export type NewMessage = {
+  from: string;
+  text: string;
+  id: string;
+  ts: string;
+  /** The sender's `broadcast` key (1–64 characters), for `byKey`. */
+  key?: string;
+};
+
+/** Where a channel's history stands: the store's epoch and the latest seq (0 for none). */
+export type Head = { epoch: string; seq: number };
+
+/** What `append` did: the stored messages in order, or why nothing was stored. */
+export type Appended =
+  | { ok: true; epoch: string; messages: StoredMessage[] }
+  | { ok: false; message: string };
+
+/**
+ * What `since` found: every message after the seq (possibly none) with
+ * `recovered: true`, or the latest messages with `recovered: false` — never a
+ * partial recovery.
+ */
+export type Recovery = { recovered: boolean; epoch: string; messages: StoredMessage[] };
+
+/** Limits on what a store keeps, per channel. */
+export type StoreOptions = {
+  /** The most messages kept per channel; older ones are trimmed (default 1000). */
+  maxPerChannel?: number;
+  /** How long a message is kept, in milliseconds (default 7 days). */
+  maxAgeMs?: number;
+  /** The time source for ages; injected so trimming is tested without waiting. */
+  clock?: Pick<Clock, "now">;
+};
+
+/** The default of `StoreOptions.maxPerChannel`. */
+export const DEFAULT_MAX_PER_CHANNEL = 1000;
+/** The default of `StoreOptions.maxAgeMs`: 7 days. */
+export const DEFAULT_MAX_AGE_MS = 7 * 24 * 60 * 60 * 1000;
+
+/** A per-channel message history with an epoch and continuous seqs. */
+export interface MessageStore {
+  /** Appends `messages` to `channel` in one transaction, assigning the next seqs in order. */
+  append(channel: string, messages: readonly NewMessage[]): Appended;
+  /** The latest `limit` messages of `channel`, oldest first. */
+  latest(channel: string, limit: number): StoredMessage[];
+  /** The latest `limit` messages of `channel` before `seq`, oldest first. */
+  before(channel: string, seq: number, limit: number): StoredMessage[];
+  /** Every message of `channel` after `seq` in `epoch`, or the latest `limit` when it cannot. */
+  since(channel: string, epoch: string, seq: number, limit: number): Recovery;
+  /** The epoch and latest seq of `channel` (0 when it has had no message). */
+  head(channel: string): Head;
+  /** The kept message `from` sent into `channel` with `key`, or null when none is kept. */
+  byKey(channel: string, from: string, key: string): StoredMessage | null;
+  /** Releases what the store holds; a closed store must not be used again. */
+  close(): void;
+}
+
+/** The store's resolved limits and clock. */
+export type ResolvedOptions = { maxPerChannel: number; maxAgeMs: number; now: () => number };
+
+/** Fills in the defaults of `options`. */
+export function resolveOptions(options: StoreOptions = {}): ResolvedOptions {
+  const clock = options.clock ?? { now: () => Date.now() };
+  return {
+    maxPerChannel: Math.max(1, Math.floor(options.maxPerChannel ?? DEFAULT_MAX_PER_CHANNEL)),
+    maxAgeMs: Math.max(1, options.maxAgeMs ?? DEFAULT_MAX_AGE_MS),
+    now: () => clock.now(),
+  };
+}
+
+/** A new random epoch: 8 base-36 characters. */
+export function newEpoch(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(8));
+  return [...bytes].map((byte) => (byte % 36).toString(36)).join("");
+}
+
+/** A limit as a whole number of at least 0. */
+export function clampLimit(limit: number): number {
+  return Number.isFinite(limit) ? Math.max(0, Math.floor(limit)) : 0;
+}
+
+/**
+ * The rule of `since`, shared by the implementations: recovered when the
+ * epoch matches, `seq` is not past the head, every message after it is still
+ * kept (`oldest` is the oldest kept seq, or null when none is kept) and they
+ * fit in `limit`.
+ */
+export function canRecover(
+  head: Head,
+  oldest: number | null,
+  epoch: string,
+  seq: number,
+  limit: number,
+): boolean {
+  if (epoch !== head.epoch || !Number.isInteger(seq) || seq < 0 || seq > head.seq) return false;
+  if (seq === head.seq) return true;
+  if (oldest === null || oldest > seq + 1) return false;
+  return head.seq - seq <= limit;
+}

@@ -1,0 +1,265 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { createManualClock } from "../../lib/core/clock.ts";
+import { createMemoryStore } from "../../lib/store/memory.ts";
+import { openSqliteStore } from "../../lib/store/sqlite.ts";
+import type { MessageStore, NewMessage, StoreOptions } from "../../lib/store/store.ts";
+
+const HOUR = 60 * 60 * 1000;
+
+function sqliteStore(path: string, options: StoreOptions = {}): MessageStore {
+  const opened = openSqliteStore(path, options);
+  if (!opened.ok) throw new Error(opened.message);
+  return opened.store;
+}
+
+const IMPLEMENTATIONS: [string, (options?: StoreOptions) => MessageStore][] = [
+  ["memory", (options) => createMemoryStore(options)],
+  ["sqlite :memory:", (options) => sqliteStore(":memory:", options)],
+];
+
+/** `n` messages from `from`, with texts `${prefix}1`, `${prefix}2`, …. */
+function batch(n: number, from = "ann", prefix = "m"): NewMessage[] {
+  return Array.from({ length: n }, (_, i) => ({
+    from,
+    text: `${prefix}${i + 1}`,
+    id: crypto.randomUUID(),
+    ts: new Date(0).toISOString(),
+  }));
+}
+
+function append(store: MessageStore, channel: string, messages: NewMessage[]) {
+  const result = store.append(channel, messages);
+  assert.ok(result.ok);
+  return result;
+}
+
+const seqs = (messages: { seq: number }[]) => messages.map((m) => m.seq);
+
+for (const [name, create] of IMPLEMENTATIONS) {
+  Deno.test(`store (${name}): behaves as the interface says`, async (t) => {
+    await t.step("an empty channel has head seq 0 and no messages", () => {
+      const store = create();
+      const head = store.head("lobby");
+      assert.equal(head.seq, 0);
+      assert.ok(head.epoch.length > 0);
+      assert.deepEqual(store.latest("lobby", 10), []);
+      assert.deepEqual(store.before("lobby", 5, 10), []);
+      store.close();
+    });
+
+    await t.step("append assigns continuous seqs per channel and returns full frames", () => {
+      const store = create();
+      const first = append(store, "lobby", batch(2));
+      const second = append(store, "lobby", batch(1, "bob", "x"));
+      const other = append(store, "random", batch(1));
+      assert.equal(first.epoch, store.head("lobby").epoch);
+      assert.deepEqual(seqs(first.messages), [1, 2]);
+      assert.deepEqual(seqs(second.messages), [3]);
+      assert.deepEqual(seqs(other.messages), [1]);
+      const [message] = second.messages;
+      assert.deepEqual(Object.keys(message).sort(), [
+        "channel",
+        "from",
+        "id",
+        "seq",
+        "text",
+        "ts",
+        "type",
+      ]);
+      assert.equal(message.type, "message");
+      assert.equal(message.channel, "lobby");
+      assert.equal(message.from, "bob");
+      assert.equal(message.text, "x1");
+      assert.deepEqual(store.head("lobby"), { epoch: first.epoch, seq: 3 });
+      assert.deepEqual(store.latest("lobby", 10), [...first.messages, ...second.messages]);
+      store.close();
+    });
+
+    await t.step("an empty append stores nothing", () => {
+      const store = create();
+      assert.deepEqual(seqs(append(store, "lobby", []).messages), []);
+      assert.equal(store.head("lobby").seq, 0);
+      store.close();
+    });
+
+    await t.step("latest and before page oldest first", () => {
+      const store = create();
+      append(store, "lobby", batch(10));
+      assert.deepEqual(seqs(store.latest("lobby", 3)), [8, 9, 10]);
+      assert.deepEqual(seqs(store.before("lobby", 8, 3)), [5, 6, 7]);
+      assert.deepEqual(seqs(store.before("lobby", 3, 5)), [1, 2]);
+      assert.deepEqual(store.before("lobby", 1, 5), []);
+      assert.deepEqual(store.latest("lobby", 0), []);
+      store.close();
+    });
+
+    await t.step("since recovers everything after the seq, possibly nothing", () => {
+      const store = create();
+      const { epoch } = append(store, "lobby", batch(5));
+      const after2 = store.since("lobby", epoch, 2, 100);
+      assert.equal(after2.recovered, true);
+      assert.deepEqual(seqs(after2.messages), [3, 4, 5]);
+      assert.deepEqual(store.since("lobby", epoch, 5, 100), {
+        recovered: true,
+        epoch,
+        messages: [],
+      });
+      assert.deepEqual(seqs(store.since("lobby", epoch, 0, 100).messages), [1, 2, 3, 4, 5]);
+      assert.deepEqual(store.since("empty", epoch, 0, 100), {
+        recovered: true,
+        epoch,
+        messages: [],
+      });
+      store.close();
+    });
+
+    await t.step("since with another epoch gives the latest, not recovered", () => {
+      const store = create();
+      const { epoch } = append(store, "lobby", batch(5));
+      const result = store.since("lobby", `${epoch}x`, 2, 2);
+      assert.equal(result.recovered, false);
+      assert.equal(result.epoch, epoch);
+      assert.deepEqual(seqs(result.messages), [4, 5]);
+      store.close();
+    });
+
+    await t.step("since past the head, or more than the limit, is not recovered", () => {
+      const store = create();
+      const { epoch } = append(store, "lobby", batch(5));
+      assert.equal(store.since("lobby", epoch, 6, 10).recovered, false);
+      const capped = store.since("lobby", epoch, 1, 3);
+      assert.equal(capped.recovered, false);
+      assert.deepEqual(seqs(capped.messages), [3, 4, 5]);
+      store.close();
+    });
+
+    await t.step("trimming by count keeps the head and refuses recovery past it", () => {
+      const store = create({ maxPerChannel: 3 });
+      const { epoch } = append(store, "lobby", batch(4));
+      append(store, "lobby", batch(2));
+      assert.deepEqual(seqs(store.latest("lobby", 10)), [4, 5, 6]);
+      assert.deepEqual(store.head("lobby"), { epoch, seq: 6 });
+      assert.deepEqual(seqs(store.since("lobby", epoch, 3, 10).messages), [4, 5, 6]);
+      assert.equal(store.since("lobby", epoch, 3, 10).recovered, true);
+      const trimmed = store.since("lobby", epoch, 2, 2);
+      assert.equal(trimmed.recovered, false);
+      assert.deepEqual(seqs(trimmed.messages), [5, 6]);
+      assert.deepEqual(seqs(append(store, "lobby", batch(1)).messages), [7]);
+      store.close();
+    });
+
+    await t.step("trimming by age keeps the head and seqs continue", () => {
+      const clock = createManualClock(1_000_000);
+      const store = create({ maxAgeMs: HOUR, clock });
+      const { epoch } = append(store, "lobby", batch(2));
+      clock.advance(HOUR / 2);
+      append(store, "lobby", batch(1));
+      clock.advance(HOUR / 2);
+      // The first two are an hour old now: gone. The third is half an hour old.
+      assert.deepEqual(seqs(store.latest("lobby", 10)), [3]);
+      assert.equal(store.since("lobby", epoch, 1, 10).recovered, false);
+      assert.deepEqual(store.since("lobby", epoch, 2, 10).recovered, true);
+      clock.advance(HOUR);
+      assert.deepEqual(store.latest("lobby", 10), []);
+      assert.deepEqual(store.head("lobby"), { epoch, seq: 3 });
+      assert.deepEqual(store.since("lobby", epoch, 3, 10), {
+        recovered: true,
+        epoch,
+        messages: [],
+      });
+      const gap = store.since("lobby", epoch, 2, 10);
+      assert.deepEqual(gap, { recovered: false, epoch, messages: [] });
+      assert.deepEqual(seqs(append(store, "lobby", batch(1)).messages), [4]);
+      store.close();
+    });
+
+    await t.step("byKey finds the first kept message of a sender's key in a channel", () => {
+      const store = create({ maxPerChannel: 2 });
+      const [first] = append(store, "lobby", [{ ...batch(1)[0], key: "k1" }]).messages;
+      assert.deepEqual(store.byKey("lobby", "ann", "k1"), first);
+      assert.equal(store.byKey("lobby", "bob", "k1"), null);
+      assert.equal(store.byKey("random", "ann", "k1"), null);
+      assert.equal(store.byKey("lobby", "ann", "k2"), null);
+      append(store, "lobby", batch(2));
+      // Trimmed out of the window: the key is free again.
+      assert.equal(store.byKey("lobby", "ann", "k1"), null);
+      store.close();
+    });
+  });
+}
+
+Deno.test("store: two memory stores have different epochs", () => {
+  const a = createMemoryStore();
+  const b = createMemoryStore();
+  assert.notEqual(a.head("lobby").epoch, b.head("lobby").epoch);
+  a.close();
+  b.close();
+});
+
+Deno.test("store (sqlite file): a reopened file keeps its epoch, seqs and history", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "hubbub-store-" });
+  try {
+    const path = join(dir, "history.db");
+    const first = sqliteStore(path);
+    const { epoch } = append(first, "lobby", batch(3));
+    first.close();
+
+    const second = sqliteStore(path);
+    assert.deepEqual(second.head("lobby"), { epoch, seq: 3 });
+    const recovery = second.since("lobby", epoch, 1, 100);
+    assert.equal(recovery.recovered, true);
+    assert.deepEqual(recovery.messages.map((m) => m.text), ["m2", "m3"]);
+    const next = append(second, "lobby", batch(1));
+    assert.equal(next.epoch, epoch);
+    assert.deepEqual(seqs(next.messages), [4]);
+    second.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("store (sqlite file): a trimmed channel keeps its head across a restart", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "hubbub-store-" });
+  try {
+    const path = join(dir, "history.db");
+    const clock = createManualClock(0);
+    const first = sqliteStore(path, { maxAgeMs: HOUR, clock });
+    const { epoch } = append(first, "lobby", batch(2));
+    first.close();
+
+    clock.advance(2 * HOUR);
+    const second = sqliteStore(path, { maxAgeMs: HOUR, clock });
+    assert.deepEqual(second.latest("lobby", 10), []);
+    assert.deepEqual(second.head("lobby"), { epoch, seq: 2 });
+    assert.equal(second.since("lobby", epoch, 0, 10).recovered, false);
+    assert.deepEqual(seqs(append(second, "lobby", batch(1)).messages), [3]);
+    second.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("store (sqlite file): a new file gets a new epoch", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "hubbub-store-" });
+  try {
+    const a = sqliteStore(join(dir, "a.db"));
+    const b = sqliteStore(join(dir, "b.db"));
+    assert.notEqual(a.head("lobby").epoch, b.head("lobby").epoch);
+    a.close();
+    b.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("store (sqlite file): a path that cannot be opened is a value, not a throw", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "hubbub-store-" });
+  try {
+    const opened = openSqliteStore(join(dir, "missing", "dir", "history.db"));
+    assert.equal(opened.ok, false);
+    if (!opened.ok) assert.match(opened.message, /^Cannot open the history database "/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
