@@ -9,7 +9,10 @@
  *
  * @module
  */
-import { createApp } from "./lib/app.ts";
+import { createApp, historyLimits } from "./lib/app.ts";
+import { createMemoryStore } from "./lib/store/memory.ts";
+import { openDataDir } from "./lib/store/open.ts";
+import type { MessageStore } from "./lib/store/store.ts";
 import { systemClock } from "./lib/core/clock.ts";
 import { parseConfig } from "./lib/config.ts";
 import { DIALECTS } from "./lib/dialects/index.ts";
@@ -63,7 +66,9 @@ const config = result.config;
 const log = createLogger({ format: config.logFormat, level: config.logLevel });
 for (const warning of result.warnings) log.warn(warning);
 
+const history = openHistory();
 const app = createApp(config, {
+  store: history.store,
   clock: systemClock,
   version: VERSION,
   runtime: runtime.name,
@@ -71,10 +76,30 @@ const app = createApp(config, {
   hub: runtime.hub,
   dialects: DIALECTS,
   log,
-  engine: config.redisUrl === null
-    ? undefined
-    : createRedisEngine({ url: config.redisUrl, prefix: config.redisPrefix }),
+  engine: config.redisUrl === null ? undefined : createRedisEngine({
+    url: config.redisUrl,
+    prefix: config.redisPrefix,
+    history: { maxPerChannel: config.historySize, ttlMs: config.historyTtl * 1000 },
+  }),
 });
+/**
+ * The history store `--data-dir` names; memory when it says `none` or
+ * cannot be written (said at error level: messages will not survive a
+ * restart). A cluster keeps its history in Redis instead.
+ */
+function openHistory(): { store?: MessageStore; label: string } {
+  if (config.redisUrl !== null) return { label: "redis" };
+  const limits = historyLimits(config, systemClock);
+  if (config.dataDir === null) return { store: createMemoryStore(limits), label: "memory" };
+  const opened = openDataDir(config.dataDir, limits);
+  if (opened.ok) return { store: opened.store, label: `sqlite:${opened.path}` };
+  log.error("history: cannot use the data directory; keeping history in memory only", {
+    data_dir: config.dataDir,
+    reason: opened.message,
+  });
+  return { store: createMemoryStore(limits), label: "memory" };
+}
+
 /** Starts one listener, or ends the process with one line naming the option and the port. */
 const serve = (port: number, option: string, listener?: string): RunningServer => {
   const started = runtime.serve(app, {
@@ -145,6 +170,7 @@ log.info(`hubbub ${VERSION} (${runtime.name}) listening on ${urlOf(server)}`, {
   dialects: dialectServers.map(([name, listener]) => `${name}=${urlOf(listener)}`).join(",") ||
     undefined,
   ...startupFields(config),
+  store: history.label,
 });
 for (const [name, listener] of dialectServers) {
   log.info(`${name} clients on ${urlOf(listener)}`, { dialect: name, url: urlOf(listener) });

@@ -18,6 +18,10 @@ import { type ContextDeps, createContext } from "./app/context.ts";
 import { end, publishLocal } from "./app/effects.ts";
 import { createHttpFace, type HttpFaceDeps } from "./app/http_face.ts";
 import { startTimers } from "./app/timers.ts";
+import { createLocalHistory } from "./app/history.ts";
+import { createSharedHistory } from "./app/history_shared.ts";
+import { createMemoryStore } from "./store/memory.ts";
+import type { MessageStore, StoreOptions } from "./store/store.ts";
 
 export { MAX_FAILED_LOGINS } from "./app/commands.ts";
 export { type Connection, RATE_LIMIT_STRIKES } from "./app/connections.ts";
@@ -25,7 +29,14 @@ export { NATIVE } from "./app/context.ts";
 export type { ReadinessCheck } from "./app/http_face.ts";
 
 /** What the app needs from its surroundings. */
-export interface AppDeps extends ContextDeps, HttpFaceDeps {}
+export interface AppDeps extends ContextDeps, HttpFaceDeps {
+  /**
+   * Where a lone node keeps channel history (main.ts opens SQLite in
+   * `--data-dir`); a new memory store by default. The app closes it on
+   * `stop`. A cluster engine with a shared log uses that instead.
+   */
+  store?: MessageStore;
+}
 
 /** The server, minus the runtime. */
 export interface App {
@@ -63,8 +74,14 @@ export function createApp(config: Config, deps: AppDeps): App {
     publishLocal: (channel, frame, except, origin) =>
       publishLocal(ctx, channel, frame, except, origin),
   });
+  ctx.history = ctx.cluster !== null && deps.engine?.log !== undefined
+    ? createSharedHistory(ctx, deps.engine.log)
+    : createLocalHistory(ctx, deps.store ?? createMemoryStore(historyLimits(config, deps.clock)));
   const stopTimers = startTimers(ctx);
-  const fetch = createHttpFace(ctx, deps);
+  const fetch = createHttpFace(ctx, {
+    ...deps,
+    readiness: [...deps.readiness ?? [], { name: "store", ready: () => ctx.history.ready() }],
+  });
   return {
     fetch,
     open: (socket, upgrade) => openConnection(ctx, socket, upgrade),
@@ -77,6 +94,7 @@ export function createApp(config: Config, deps: AppDeps): App {
     idle: () => idle(ctx),
     async stop() {
       stopTimers();
+      ctx.history.stop();
       ctx.hub.stop();
       await ctx.cluster?.stop();
     },
@@ -86,4 +104,9 @@ export function createApp(config: Config, deps: AppDeps): App {
     },
     log: ctx.log,
   };
+}
+
+/** The store limits `config` sets: `--history-size` and `--history-ttl`. */
+export function historyLimits(config: Config, clock: StoreOptions["clock"]): StoreOptions {
+  return { maxPerChannel: config.historySize, maxAgeMs: config.historyTtl * 1000, clock };
 }

@@ -68,6 +68,16 @@ export interface Config {
   redisPrefix: string;
   /** Seconds a name claim (and a silent node's members) outlive a node that stops renewing them. */
   nameLease: number;
+  /** The directory of the history database; null: history lives in memory (`--data-dir none`). */
+  dataDir: string | null;
+  /** The most messages kept per channel. */
+  historySize: number;
+  /** Seconds a message is kept. */
+  historyTtl: number;
+  /** The most messages one `join` or `history` returns. */
+  historyLimit: number;
+  /** The messages `joined` carries when the `join` does not say. */
+  historyOnJoin: number;
   /** How log lines are written: text, or one JSON object per line. */
   logFormat: LogFormat;
   /** The least severe level logged. */
@@ -118,6 +128,19 @@ const httpUrl = urlOf(["http:", "https:"], "expected an http:// or https:// URL"
 const redisUrl = urlOf(["redis:", "rediss:"], "expected a redis:// or rediss:// URL");
 
 const option = <K extends keyof Config>(o: Option<K>) => o;
+
+const DURATION_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400 };
+
+/** A duration as seconds: `604800`, `45s`, `30m`, `12h` or `7d`, from `min` to `max` seconds. */
+const duration = (min: number, max: number) =>
+  z.string().trim().regex(/^\d+[smhd]?$/, "expected seconds, or a number with s, m, h or d")
+    .transform((text) => {
+      const unit = /[smhd]$/.test(text) ? text.at(-1)! : "s";
+      return Number.parseInt(text, 10) * DURATION_UNITS[unit];
+    })
+    .pipe(
+      z.number().int().min(min, `expected at least ${min} s`).max(max, `expected at most ${max} s`),
+    );
 
 /**
  * A wire protocol `--dialect` may name, as the configuration sees it. The
@@ -470,6 +493,49 @@ const TRAILING_OPTIONS = [
     fallback: "30",
     description: "Seconds a crashed node's names stay taken in a cluster (renewed every third)",
     schema: integer(1, 3600),
+  }),
+  option({
+    key: "dataDir",
+    flag: "data-dir",
+    env: "HUBBUB_DATA_DIR",
+    envAliases: ["DATA_DIR"],
+    fallback: "./data",
+    description:
+      "Directory of the message history (SQLite, created if missing); none: history in memory only",
+    schema: z.string().trim().min(1, "expected a directory, or none")
+      .transform((text) => text === "none" ? null : text),
+  }),
+  option({
+    key: "historySize",
+    flag: "history-size",
+    env: "HUBBUB_HISTORY_SIZE",
+    fallback: "1000",
+    description: "Messages kept per channel; older ones are dropped",
+    schema: integer(1, 10_000_000),
+  }),
+  option({
+    key: "historyTtl",
+    flag: "history-ttl",
+    env: "HUBBUB_HISTORY_TTL",
+    fallback: "7d",
+    description: "How long a message is kept: seconds, or with s, m, h or d",
+    schema: duration(1, 10 * 365 * 86_400),
+  }),
+  option({
+    key: "historyLimit",
+    flag: "history-limit",
+    env: "HUBBUB_HISTORY_LIMIT",
+    fallback: "100",
+    description: "Most messages one join or history command returns",
+    schema: integer(1, 10_000),
+  }),
+  option({
+    key: "historyOnJoin",
+    flag: "history-on-join",
+    env: "HUBBUB_HISTORY_ON_JOIN",
+    fallback: "0",
+    description: "Messages a join returns when it does not say (at most --history-limit)",
+    schema: integer(0, 10_000),
   }),
   option({
     key: "logFormat",

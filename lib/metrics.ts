@@ -27,6 +27,10 @@ export interface Metrics {
   /** Closes by {@linkcode closeLabel}: a known code, or "other". */
   closes: Map<string, number>;
   slowConsumers: number;
+  /** Chat messages stored in the history. */
+  messagesStored: number;
+  /** Chat messages delivered live but not stored: the history store failed or was unreachable. */
+  historyFailures: number;
   rateLimited: number;
   internalErrors: number;
   acceptErrors: number;
@@ -62,6 +66,8 @@ export function createMetrics(): Metrics {
     errors: new Map(),
     closes: new Map(),
     slowConsumers: 0,
+    messagesStored: 0,
+    historyFailures: 0,
     rateLimited: 0,
     internalErrors: 0,
     acceptErrors: 0,
@@ -270,6 +276,18 @@ export function renderMetrics(metrics: Metrics, gauges: Gauges, build: BuildInfo
       "counter",
       "Connections dropped for reading too slowly.",
       one(metrics.slowConsumers),
+    ],
+    [
+      "hubbub_messages_stored_total",
+      "counter",
+      "Chat messages stored in the channel history.",
+      one(metrics.messagesStored),
+    ],
+    [
+      "hubbub_history_failures_total",
+      "counter",
+      "Chat messages delivered live but not stored (history store failed or unreachable).",
+      one(metrics.historyFailures),
     ],
     [
       "hubbub_rate_limited_total",

@@ -34,7 +34,6 @@ export function startupFields(config: Config): LogFields {
       : config.allowedOrigins.join(","),
     engine: config.redisUrl === null ? "memory" : "redis",
     redis: config.redisUrl === null ? undefined : withoutCredentials(config.redisUrl),
-    store: "memory",
     log_level: config.logLevel,
   };
 }

@@ -16,7 +16,11 @@ import { serveDeno } from "../lib/runtime/deno.ts";
 
 /** The configuration tests start from. */
 export const TEST_CONFIG: Config = (() => {
-  const defaults = parseConfig(["--port", "0", "--hostname", "127.0.0.1"], {}, DIALECTS);
+  const defaults = parseConfig(
+    ["--port", "0", "--hostname", "127.0.0.1", "--data-dir", "none"],
+    {},
+    DIALECTS,
+  );
   if (defaults.kind !== "config") throw new Error("The default configuration is invalid");
   return defaults.config;
 })();
@@ -55,7 +59,7 @@ export function startServer(
     dialects: deps.dialects,
     engine: deps.engine,
     nodeId: deps.nodeId,
-    log: deps.log ?? silentLogger,
+    log: deps.log ?? (Deno.env.get("DEBUG_LOG") ? undefined : silentLogger),
   });
   const abort = new AbortController();
   const server = serveDeno(app, {

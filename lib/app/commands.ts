@@ -56,6 +56,8 @@ export function processFrame(ctx: AppContext, session: Session, frame: InboundFr
 function processDialect(ctx: AppContext, session: Session, frame: InboundFrame): void {
   const dialect = ctx.dialects.get(session.dialect)!;
   const state = ctx.dialectStates.get(session.id);
+  // A dialect frame may change membership: every message before it is delivered first.
+  ctx.history.flush();
   const result = typeof frame === "string"
     ? dialect.receive(ctx.dialectContext, session, state, frame)
     : dialect.receiveBinary?.(ctx.dialectContext, session, state, frame.bytes) ?? [];
@@ -86,7 +88,7 @@ function processDialect(ctx: AppContext, session: Session, frame: InboundFrame):
 }
 
 /** Processes what waited behind an asynchronous check, until the next one. */
-function drain(ctx: AppContext, session: Session): void {
+export function drain(ctx: AppContext, session: Session): void {
   while (!session.busy && session.backlog.length > 0 && ctx.sessions.has(session.id)) {
     processFrame(ctx, session, session.backlog.shift()!);
   }
@@ -180,6 +182,8 @@ function apply(
   now: number,
 ): void {
   const wasLoggedIn = session.name !== null;
+  // A command that may change membership sees every message before it delivered first.
+  if (command.type !== "broadcast") ctx.history.flush();
   run(ctx, route(ctx.core, session, command), session.id);
   const isLoggedIn = session.name !== null;
   if (isLoggedIn && !wasLoggedIn) {

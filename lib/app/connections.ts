@@ -143,6 +143,7 @@ export function unreserve(
 
 /** Refuses new connections and closes every socket with `code` (no presence storm). */
 export function shutdown(ctx: AppContext, code: number, reason: string): void {
+  ctx.history.flush(); // what was accepted goes out (and is stored) before the sockets close
   ctx.shuttingDown = true;
   ctx.admission.drain();
   for (const id of [...ctx.sessions.keys()]) end(ctx, id, code, reason);

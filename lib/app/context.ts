@@ -11,6 +11,7 @@ import { createGate, type Gate } from "../auth/gate.ts";
 import { type Cluster, createCluster } from "../cluster/cluster.ts";
 import { createMemoryEngine, type Engine } from "../cluster/engine.ts";
 import type { Config } from "../config.ts";
+import type { History } from "./history_types.ts";
 import { createChannels, memberCount } from "../core/channels.ts";
 import type { Clock } from "../core/clock.ts";
 import type { Deadlines } from "../core/deadlines.ts";
@@ -37,6 +38,13 @@ export const NATIVE = "native";
  * resets during the handshake).
  */
 const MAX_OPEN_DEADLINE_MS = 10_000;
+
+/** The history until `createApp` sets the real one; using it is a bug. */
+const NO_HISTORY: History = new Proxy({} as History, {
+  get() {
+    throw new Error("The history is used before createApp set it");
+  },
+});
 
 /** What the shared state is built from (the part of `AppDeps` it needs). */
 export interface ContextDeps {
@@ -93,7 +101,20 @@ export interface AppContext {
   readonly upgrading: Map<Upgrade, number>;
   readonly openDeadlineMs: number;
   readonly cluster: Cluster | null;
+  /** This node's id in the cluster. */
+  readonly nodeId: string;
   readonly hub: Hub;
+  /**
+   * Where channel messages are stored and numbered; set once by `createApp`
+   * right after the context (it needs the parts the context wires).
+   */
+  history: History;
+  /**
+   * Joins waiting for a history read (shared logs only), by channel: what
+   * was published to the channel meanwhile, per joining session, sent after
+   * its `joined`.
+   */
+  readonly joining: Map<string, Map<SessionId, ServerFrame[]>>;
   /** Resolved once no socket is open. */
   readonly idleWaiters: (() => void)[];
   /** Changes: the id the next session gets. */
@@ -139,14 +160,15 @@ export function createContext(
   };
 
   const engine = deps.engine ?? createMemoryEngine();
+  const nodeId = deps.nodeId ?? `${bootId}${Math.floor(Math.random() * 36 ** 4).toString(36)}`;
   const cluster: Cluster | null = !engine.shared ? null : createCluster({
     engine,
     clock,
-    nodeId: deps.nodeId ?? `${bootId}${Math.floor(Math.random() * 36 ** 4).toString(36)}`,
+    nodeId,
     leaseMs: config.nameLease * 1000,
     channels: core.channels,
     metrics,
-    deliver: (channel, frame, origin) => hooks.publishLocal(channel, frame, undefined, origin),
+    deliver: (channel, frame, origin, except) => hooks.publishLocal(channel, frame, except, origin),
     nameLost: (id) => hooks.end(id, CloseCode.Conflict, "Your name is held on another node now"),
     kick(key) {
       const id = core.registry.owners.get(key);
@@ -198,7 +220,7 @@ export function createContext(
       end: (id, code, reason) => hooks.end(id, code, reason),
       shuttingDown: () => ctx.shuttingDown,
     },
-    schemas: clientCommandSchemas(config.maxTextLength),
+    schemas: clientCommandSchemas(config.maxTextLength, config.historyLimit),
     commandRate: { perSecond: config.rateLimit, burst: config.rateBurst },
     admission,
     jwt,
@@ -209,7 +231,10 @@ export function createContext(
     upgrading: new Map(),
     openDeadlineMs: Math.min(config.loginTimeout * 1000, MAX_OPEN_DEADLINE_MS),
     cluster,
+    nodeId,
     hub,
+    history: NO_HISTORY,
+    joining: new Map(),
     idleWaiters: [],
     nextSessionId: 1,
     shuttingDown: false,

@@ -33,10 +33,21 @@ export function publishLocal(
   origin?: Origin,
 ): number {
   const { core, cluster } = ctx;
-  const recipients = memberCount(core.channels, channel) -
+  let recipients = memberCount(core.channels, channel) -
     (cluster?.remoteMembers(channel) ?? 0) - (except === undefined ? 0 : 1);
   if (recipients <= 0) return 0;
-  ctx.hub.publish(channel, audience(core.channels, channel), frame, except, origin);
+  let members = audience(core.channels, channel);
+  const joining = ctx.joining.get(channel);
+  if (joining !== undefined) {
+    // Members whose `joined` is not sent yet get this after it (see history_shared.ts).
+    for (const [id, held] of joining) {
+      if (id === except) continue;
+      held.push(frame);
+      recipients--;
+    }
+    members = [...members].filter((id) => !joining.has(id));
+  }
+  ctx.hub.publish(channel, members, frame, except, origin);
   ctx.metrics.deliveries += recipients;
   return recipients;
 }
@@ -59,8 +70,11 @@ export function publish(
 
 /** Carries out `effects` on behalf of session `sender` (0: the server itself). */
 export function run(ctx: AppContext, effects: Effect[], sender: SessionId): void {
-  const { hub, metrics, cluster } = ctx;
+  const { hub, metrics, cluster, history } = ctx;
   for (const effect of effects) {
+    const isMessage = effect.kind === "publish" && effect.frame.type === "message";
+    // Messages waiting to be stored go out before anything that follows them.
+    if (!isMessage) history.flush();
     switch (effect.kind) {
       case "reply":
         if (effect.frame.type === "error") bump(metrics.errors, effect.frame.code);
@@ -77,9 +91,26 @@ export function run(ctx: AppContext, effects: Effect[], sender: SessionId): void
         end(ctx, sender, effect.code, effect.reason);
         break;
       case "publish":
-        if (effect.frame.type === "message") metrics.messagesIn++;
-        publish(ctx, effect.channel, effect.frame, effect.except, effect.origin);
+        if (effect.frame.type !== "message") {
+          publish(ctx, effect.channel, effect.frame, effect.except, effect.origin);
+          break;
+        }
+        metrics.messagesIn++;
+        history.submit(effect.channel, effect.frame, {
+          except: effect.except,
+          origin: effect.origin,
+          key: effect.key,
+          ack: effect.ack && { session: sender, ref: effect.ack.ref },
+        });
         break;
+      case "joined":
+      case "history": {
+        const session = ctx.sessions.get(sender);
+        if (session === undefined) break;
+        if (effect.kind === "joined") history.join(session, effect);
+        else history.page(session, effect);
+        break;
+      }
       case "subscribe":
         hub.subscribe(sender, effect.channel);
         cluster?.joined(

@@ -16,7 +16,7 @@ import { ASSETS } from "../http/assets.ts";
 import { createHttpHandler, type HttpHandler } from "../http/http.ts";
 import { bump, renderMetrics } from "../metrics.ts";
 import type { AppContext } from "./context.ts";
-import { end, publish, run } from "./effects.ts";
+import { end, run } from "./effects.ts";
 
 /** One check of `GET /readyz`: the server should get no traffic while it fails. */
 export interface ReadinessCheck {
@@ -93,9 +93,13 @@ export function createHttpFace(ctx: AppContext, deps: HttpFaceDeps): HttpHandler
       apiKey: config.apiKey,
       maxBodyBytes: config.maxMessageBytes,
       maxTextLength: config.maxTextLength,
-      broadcast(channel, from, text) {
+      broadcast(channel, from, text, key) {
         metrics.messagesIn++;
-        return publish(ctx, channel, messageFrame(core, channel, from, text));
+        const frame = messageFrame(core, channel, from, text);
+        return new Promise((done) => {
+          ctx.history.submit(channel, frame, { key, done });
+          ctx.history.flush();
+        });
       },
       kick(name) {
         const id = ownerOf(core.registry, name);

@@ -41,8 +41,12 @@ export interface ClusterOptions {
   leaseMs: number;
   channels: Channels;
   metrics: Metrics;
-  /** Delivers a frame another node published to this node's members of `channel`. */
-  deliver(channel: string, frame: ServerFrame, origin?: Origin): void;
+  /**
+   * Delivers a frame published to `channel` to this node's members: one
+   * another node published, or one of this node's messages that a shared
+   * log numbered and published (then `except` is the sender to skip).
+   */
+  deliver(channel: string, frame: ServerFrame, origin?: Origin, except?: SessionId): void;
   /** Another owner holds the name of local session `id` now: end that session. */
   nameLost(id: SessionId): void;
   /** An operator on another node kicked the holder of this folded name. */
@@ -77,6 +81,11 @@ export interface Cluster {
   readonly nodes: number;
   /** Says goodbye and disconnects. */
   stop(): Promise<void>;
+}
+
+/** Whether a published frame is a message a shared log numbered. */
+function isNumbered(frame: { type: string; seq?: unknown }): boolean {
+  return frame.type === "message" && typeof frame.seq === "number";
 }
 
 /** What this node knows of another. */
@@ -337,7 +346,21 @@ export function createCluster(options: ClusterOptions): Cluster {
         metrics.cluster.badPayloads++;
         return;
       }
-      if (decoded.n === nodeId) return; // our own, echoed by the bus
+      if (decoded.n === nodeId) {
+        // Our own, echoed by the bus: only messages a shared log numbered are delivered here (in
+        // the log's order, the channel's order); everything else went out locally already.
+        for (const message of decoded.m) {
+          if (message.t === "pub" && isNumbered(message.f)) {
+            options.deliver(
+              message.c,
+              message.f as ServerFrame,
+              message.o,
+              (message as { x?: number }).x,
+            );
+          }
+        }
+        return;
+      }
       metrics.cluster.messagesIn += decoded.m.length;
       const known = nodes.has(decoded.n);
       const node = nodeFor(decoded.n);

@@ -43,11 +43,30 @@ const command = <T extends string, S extends z.ZodRawShape>(
   description: string,
 ) => z.strictObject({ type: z.literal(type), ref: Ref.optional(), ...shape }).meta({ description });
 
+/** The default of `--history-limit`: the most messages one `join` or `history` returns. */
+export const DEFAULT_HISTORY_LIMIT = 100;
+
+/** Where a reconnecting client left a channel: the epoch and the last seq it received. */
+export const Since = z.strictObject({
+  epoch: z.string().min(1).max(64),
+  seq: z.number().int().min(0),
+}).meta({
+  description: "`{epoch, seq}` of the last message the client received in this channel",
+});
+
 /**
  * Builds the schemas of all client commands; `maxTextLength` bounds the text
- * of a broadcast (`too_large` beyond it).
+ * of a broadcast (`too_large` beyond it), `historyLimit` the messages one
+ * `join` or `history` may ask for.
  */
-export function clientCommandSchemas(maxTextLength: number) {
+export function clientCommandSchemas(
+  maxTextLength: number,
+  historyLimit: number = DEFAULT_HISTORY_LIMIT,
+) {
+  const count = (what: string) =>
+    z.number().int().min(0).max(historyLimit).meta({
+      description: `0–${historyLimit}: ${what}`,
+    });
   return {
     login: command(
       "login",
@@ -63,7 +82,17 @@ export function clientCommandSchemas(maxTextLength: number) {
       "Replace this connection's token with a fresh one for the same user before it expires",
     ),
     logout: command("logout", {}, "Give the name back and leave every channel"),
-    join: command("join", { channel: Channel }, "Join a channel, creating it if needed"),
+    join: command(
+      "join",
+      {
+        channel: Channel,
+        history: count(
+          "the latest messages to get in `joined` (default `--history-on-join`)",
+        ).optional(),
+        since: Since.optional(),
+      },
+      "Join a channel, creating it if needed; `joined` carries its latest messages, or with `since` every message after it",
+    ),
     leave: command("leave", { channel: Channel }, "Leave a channel"),
     broadcast: command(
       "broadcast",
@@ -72,8 +101,23 @@ export function clientCommandSchemas(maxTextLength: number) {
         text: z.string().min(1).max(maxTextLength).meta({
           description: `1–${maxTextLength} UTF-16 code units`,
         }),
+        key: z.string().min(1).max(64).optional().meta({
+          description:
+            "1–64 characters, client-chosen: a second broadcast with the same key from the same user into the same channel is not published again",
+        }),
       },
-      "Send a message to every member of a channel, the sender included",
+      "Send a message to every member of a channel, the sender included; with `ref`, a `sent` reply says it is stored",
+    ),
+    history: command(
+      "history",
+      {
+        channel: Channel,
+        before: z.number().int().min(1).optional().meta({
+          description: "a seq: only messages before it (default: the latest)",
+        }),
+        limit: count(`the most messages to return (default ${historyLimit})`).optional(),
+      },
+      "Load older messages of a channel you are a member of, oldest first",
     ),
     channels: command(
       "channels",
@@ -114,7 +158,7 @@ export const ERROR_CODES = {
   token_expired: "The token has expired (or is not valid yet); get a fresh one",
   forbidden: "The token's `channels` claim or the authorizer does not allow this",
   unavailable:
-    "In a cluster: the shared name store cannot be reached, or is back but not every node has put its names back yet, so no name can be claimed; try again",
+    "A store cannot be reached right now: in a cluster, the shared name store (no name can be claimed), or the history store (a `history` cannot be read, a `broadcast` was delivered live but not stored); try again",
 } as const;
 
 /** An error code of an `error` frame. */
@@ -187,13 +231,43 @@ export type ServerFrame =
   | { type: "welcome"; name: string; ref?: Ref }
   | { type: "refreshed"; expires: string; ref?: Ref }
   | { type: "logged_out"; ref?: Ref }
-  | { type: "joined"; channel: string; members: string[]; ref?: Ref }
+  | JoinedFrame
   | { type: "left"; channel: string; ref?: Ref }
   | { type: "presence"; channel: string; event: "join" | "leave"; name: string }
   | MessageFrame
   | { type: "channels"; channels: { name: string; members: number }[]; ref?: Ref }
   | { type: "pong"; ref?: Ref }
+  | HistoryFrame
+  | SentFrame
   | ErrorFrame;
+
+/** The answer to `join`: the members, and the channel's history as the join found it. */
+export type JoinedFrame = {
+  type: "joined";
+  channel: string;
+  members: string[];
+  /** The channel history's epoch ("" when the history cannot be read right now). */
+  epoch: string;
+  /** The channel's latest seq when the join took effect (0 for none). */
+  seq: number;
+  /** Oldest first. */
+  messages: MessageFrame[];
+  /** Only with `since`: whether `messages` holds every message after it. */
+  recovered?: boolean;
+  ref?: Ref;
+};
+
+/** The answer to `history`. */
+export type HistoryFrame = {
+  type: "history";
+  channel: string;
+  epoch: string;
+  messages: MessageFrame[];
+  ref?: Ref;
+};
+
+/** Says a `broadcast` with a `ref` is stored (or was already, under its key). */
+export type SentFrame = { type: "sent"; channel: string; id: string; seq: number; ref: Ref };
 
 /** A chat message as every member of a channel receives it. */
 export type MessageFrame = {
@@ -203,6 +277,12 @@ export type MessageFrame = {
   text: string;
   id: string;
   ts: string;
+  /**
+   * The channel's offset: 1, 2, 3, … in the order every member receives the
+   * channel's messages. Absent when the message was delivered live but could
+   * not be stored.
+   */
+  seq?: number;
 };
 
 /** An error, sent to the client whose command failed. */

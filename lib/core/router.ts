@@ -29,7 +29,32 @@ export type Effect =
    * A frame for every member of a channel, but `except` when given; each
    * member gets it in its own dialect, with `origin` for the sender's.
    */
-  | { kind: "publish"; channel: string; frame: ServerFrame; except?: SessionId; origin?: Origin }
+  | {
+    kind: "publish";
+    channel: string;
+    frame: ServerFrame;
+    except?: SessionId;
+    origin?: Origin;
+    /** A message's idempotency key (the sender's `broadcast` key). */
+    key?: string;
+    /** A message whose sender wants a `sent` reply with this ref once it is stored. */
+    ack?: { ref: Ref };
+  }
+  /**
+   * The session joined `channel`: answer `joined` with the members and the
+   * channel's history, `history` latest messages or, with `since`, every
+   * message after it (the app reads the store).
+   */
+  | {
+    kind: "joined";
+    channel: string;
+    members: string[];
+    history: number;
+    since?: { epoch: string; seq: number };
+    ref?: Ref;
+  }
+  /** Answer `history`: up to `limit` messages of `channel` before `before` (or the latest). */
+  | { kind: "history"; channel: string; before?: number; limit: number; ref?: Ref }
   /** Close the session's connection. */
   | { kind: "close"; code: number; reason: string }
   /** The session now receives what is published to `channel` (runtimes with native topics need this). */
@@ -61,6 +86,10 @@ export interface Core {
   readonly limits: {
     readonly maxChannelsPerConnection: number;
     readonly maxChannelMembers: number;
+    /** The messages `joined` carries when `join` does not say (`--history-on-join`). */
+    readonly historyOnJoin: number;
+    /** The most messages `join` or `history` returns (`--history-limit`). */
+    readonly historyLimit: number;
   };
   /** Logins need a token: then `channels` needs a login too, so strangers learn nothing. */
   readonly tokensRequired?: boolean;
@@ -99,7 +128,7 @@ export function route(core: Core, session: Session, command: RoutedCommand): Eff
       return effects;
     }
     case "join":
-      return join(core, session, session.name, command.channel, ref);
+      return join(core, session, session.name, command, ref);
     case "leave": {
       if (!session.channels.has(command.channel)) {
         return [error("not_joined", `Not a member of channel "${command.channel}"`, ref)];
@@ -117,6 +146,19 @@ export function route(core: Core, session: Session, command: RoutedCommand): Eff
         kind: "publish",
         channel: command.channel,
         frame: messageFrame(core, command.channel, session.name, command.text),
+        key: command.key,
+        ack: ref === undefined ? undefined : { ref },
+      }];
+    case "history":
+      if (!isMember(core.channels, command.channel, session.id)) {
+        return [error("not_joined", `Join channel "${command.channel}" before "history"`, ref)];
+      }
+      return [{
+        kind: "history",
+        channel: command.channel,
+        before: command.before,
+        limit: Math.min(command.limit ?? core.limits.historyLimit, core.limits.historyLimit),
+        ref,
       }];
   }
 }
@@ -161,10 +203,11 @@ function join(
   core: Core,
   session: Session,
   name: string,
-  channel: string,
+  command: Extract<RoutedCommand, { type: "join" }>,
   ref: Ref | undefined,
 ): Effect[] {
-  const { maxChannelsPerConnection, maxChannelMembers } = core.limits;
+  const { channel } = command;
+  const { maxChannelsPerConnection, maxChannelMembers, historyOnJoin, historyLimit } = core.limits;
   if (!session.channels.has(channel)) {
     if (session.channels.size >= maxChannelsPerConnection) {
       const message =
@@ -179,9 +222,14 @@ function join(
   }
   // Joining twice is answered again but announced once.
   const effects = enterChannel(core.channels, session, name, channel);
-  effects.push(
-    reply({ type: "joined", channel, members: memberNames(core.channels, channel), ref }),
-  );
+  effects.push({
+    kind: "joined",
+    channel,
+    members: memberNames(core.channels, channel),
+    history: Math.min(command.history ?? historyOnJoin, historyLimit),
+    since: command.since,
+    ref,
+  });
   return effects;
 }
 

@@ -19,8 +19,13 @@ export interface ApiDeps {
   apiKey: string | null;
   maxBodyBytes: number;
   maxTextLength: number;
-  /** Publishes a message; returns how many members got it. */
-  broadcast(channel: string, from: string, text: string): number;
+  /**
+   * Publishes a message (once per `key` from `from` in `channel`, as a
+   * `broadcast` does); resolves once it is stored with how many members got
+   * it, its id and seq (no seq when it could not be stored; the first's id
+   * and seq for a repeated key).
+   */
+  broadcast(channel: string, from: string, text: string, key?: string): Promise<BroadcastOutcome>;
   /** Disconnects the user holding `name`; false when nobody does. */
   kick(name: string): boolean;
   channels(): ChannelSummary[];
@@ -29,6 +34,9 @@ export interface ApiDeps {
   /** Whether the server is shutting down: what changes something is refused with 503 then. */
   shuttingDown(): boolean;
 }
+
+/** What became of one message of `POST /api/broadcast`. */
+export type BroadcastOutcome = { delivered: number; id: string; seq?: number; duplicate: boolean };
 
 /** Answers a request under `/api/`. */
 export type ApiHandler = (request: Request, pathname: string) => Promise<Response>;
@@ -39,6 +47,7 @@ export function createApi(deps: ApiDeps): ApiHandler {
     channel: Channel,
     text: z.string().min(1).max(deps.maxTextLength),
     from: Name.optional(),
+    key: z.string().min(1).max(64).optional(),
   });
   const BroadcastBody = z.union([
     Message,
@@ -93,11 +102,15 @@ export function createApi(deps: ApiDeps): ApiHandler {
         // Shutdown may have begun while the body was read.
         if (deps.shuttingDown()) return shuttingDown();
         const messages = "messages" in parsed ? parsed.messages : [parsed];
-        let delivered = 0;
-        for (const { channel, text, from = "server" } of messages) {
-          delivered += deps.broadcast(channel, from.normalize("NFKC"), text);
+        const outcomes: BroadcastOutcome[] = [];
+        // One after another: a batch keeps its order in each channel.
+        for (const { channel, text, from = "server", key } of messages) {
+          outcomes.push(await deps.broadcast(channel, from.normalize("NFKC"), text, key));
         }
-        return json(202, { delivered });
+        const delivered = outcomes.reduce((sum, outcome) => sum + outcome.delivered, 0);
+        const stored = outcomes.map(({ id, seq }) => seq === undefined ? { id } : { id, seq });
+        if ("messages" in parsed) return json(202, { delivered, messages: stored });
+        return json(202, { delivered, ...stored[0] });
       },
     },
     disconnect: {

@@ -48,6 +48,14 @@ export function createMemoryStore(options: StoreOptions = {}): MessageStore {
   const copy = (entries: Entry[]): StoredMessage[] => entries.map((e) => ({ ...e.message }));
 
   const store: MessageStore = {
+    appendAll(entries) {
+      const stored: StoredMessage[] = [];
+      for (const { channel, message } of entries) {
+        const appended = store.append(channel, [message]) as { messages: StoredMessage[] };
+        stored.push(appended.messages[0]);
+      }
+      return { ok: true, epoch, messages: stored };
+    },
     append(channel: string, messages: readonly NewMessage[]): Appended {
       let log = logs.get(channel);
       if (log === undefined) logs.set(channel, log = { head: 0, entries: [] });

@@ -11,6 +11,7 @@ import { DatabaseSync } from "node:sqlite";
 import {
   type Appended,
   canRecover,
+  type ChannelMessage,
   clampLimit,
   type MessageStore,
   newEpoch,
@@ -133,23 +134,30 @@ function createSqliteStore(db: DatabaseSync, options: StoreOptions): MessageStor
 
   const store: MessageStore = {
     append(channel: string, messages: readonly NewMessage[]): Appended {
-      if (messages.length === 0) return { ok: true, epoch, messages: [] };
+      return store.appendAll(messages.map((message) => ({ channel, message })));
+    },
+    appendAll(entries: readonly ChannelMessage[]): Appended {
+      if (entries.length === 0) return { ok: true, epoch, messages: [] };
       try {
         db.exec("BEGIN IMMEDIATE");
       } catch (error) {
         return { ok: false, message: `Cannot store messages: ${reason(error)}` };
       }
       try {
-        let seq = headSeq(channel);
+        const heads = new Map<string, number>();
         const at = now();
-        const stored = messages.map(({ from, text, id, ts, key }): StoredMessage => {
-          seq++;
+        const stored = entries.map(({ channel, message }): StoredMessage => {
+          const { from, text, id, ts, key } = message;
+          const seq = (heads.get(channel) ?? headSeq(channel)) + 1;
+          heads.set(channel, seq);
           q.insert.run(channel, seq, id, from, text, ts, key ?? null, at);
           return { type: "message", channel, from, text, id, ts, seq };
         });
-        q.setHead.run(channel, seq);
-        q.trimCount.run(channel, seq - maxPerChannel);
-        expire(channel);
+        for (const [channel, seq] of heads) {
+          q.setHead.run(channel, seq);
+          q.trimCount.run(channel, seq - maxPerChannel);
+          expire(channel);
+        }
         db.exec("COMMIT");
         return { ok: true, epoch, messages: stored };
       } catch (error) {

@@ -24,6 +24,9 @@ export type NewMessage = {
   key?: string;
 };
 
+/** A message to append, with its channel. */
+export type ChannelMessage = { channel: string; message: NewMessage };
+
 /** Where a channel's history stands: the store's epoch and the latest seq (0 for none). */
 export type Head = { epoch: string; seq: number };
 
@@ -58,6 +61,12 @@ export const DEFAULT_MAX_AGE_MS = 7 * 24 * 60 * 60 * 1000;
 export interface MessageStore {
   /** Appends `messages` to `channel` in one transaction, assigning the next seqs in order. */
   append(channel: string, messages: readonly NewMessage[]): Appended;
+  /**
+   * Appends messages of any channels in one transaction (a tick's worth),
+   * each getting its channel's next seq; `messages` of the result are in the
+   * order of `entries`.
+   */
+  appendAll(entries: readonly ChannelMessage[]): Appended;
   /** The latest `limit` messages of `channel`, oldest first. */
   latest(channel: string, limit: number): StoredMessage[];
   /** The latest `limit` messages of `channel` before `seq`, oldest first. */
@@ -113,4 +122,57 @@ export function canRecover(
   if (seq === head.seq) return true;
   if (oldest === null || oldest > seq + 1) return false;
   return head.seq - seq <= limit;
+}
+
+/** A page of a channel's history: its epoch and head seq when read, and messages oldest first. */
+export type Page = { epoch: string; seq: number; messages: StoredMessage[] };
+
+/** What `SharedLog.since` found: a `Recovery` plus the head seq when read. */
+export type SharedRecovery = Recovery & { seq: number };
+
+/**
+ * A message for a shared log: the message, and the two JSON fragments the
+ * log completes once it knows the seq, so it can store and publish the
+ * message without knowing the bus format:
+ * - `frameOpen`: the `message` frame's JSON without its closing `}`; the log
+ *   stores `frameOpen + ',"seq":' + seq + '}'`;
+ * - `busOpen`: the bus message's JSON up to where the frame starts; the bus
+ *   carries `busOpen + frameOpen + ',"seq":' + seq + '}}'`.
+ */
+export type SharedMessage = NewMessage & { frameOpen: string; busOpen: string };
+
+/** What a shared append did, per message in order: its seq and id, or the earlier one its key names. */
+export type SharedAppended =
+  | { ok: true; epoch: string; results: { seq: number; id: string; duplicate: boolean }[] }
+  | { ok: false; message: string };
+
+/**
+ * A history every node of a cluster shares (Redis). One `append` assigns the
+ * channel's next seqs, stores the messages, records their keys (a message
+ * whose sender already used its key in this channel within the history
+ * window is not stored again: its result names the first) and publishes the
+ * stored ones on the cluster bus as ONE payload
+ * `{"n":node,"m":[<bus message>,…]}`, all in one atomic step, so every node
+ * (this one included) receives a channel's messages in seq order. Reads
+ * resolve to null when the store cannot be reached.
+ */
+export interface SharedLog {
+  /** Appends, records keys and publishes, atomically; `node` is the payload's `n`. */
+  append(
+    node: string,
+    channel: string,
+    messages: readonly SharedMessage[],
+  ): Promise<SharedAppended>;
+  /** The latest `limit` messages and the head. */
+  latest(channel: string, limit: number): Promise<Page | null>;
+  /** The latest `limit` messages before `seq`, and the head. */
+  before(channel: string, seq: number, limit: number): Promise<Page | null>;
+  /** As `MessageStore.since`, plus the head seq. */
+  since(channel: string, epoch: string, seq: number, limit: number): Promise<SharedRecovery | null>;
+  /**
+   * Gives `channel` a new epoch (this node delivered messages the log never
+   * stored, while it was unreachable): recovery across that gap then says
+   * `recovered: false`. False when the store cannot be reached.
+   */
+  newEpoch(channel: string): Promise<boolean>;
 }

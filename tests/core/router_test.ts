@@ -13,7 +13,14 @@ import { createSession } from "../../lib/core/session.ts";
 
 const session = (id: number) => createSession(id, "127.0.0.1", { tokens: 1, updatedAt: 0 });
 
-function createCore(limits = { maxChannelsPerConnection: 100, maxChannelMembers: 100 }): Core {
+function createCore(
+  limits = {
+    maxChannelsPerConnection: 100,
+    maxChannelMembers: 100,
+    historyOnJoin: 0,
+    historyLimit: 100,
+  },
+): Core {
   let id = 0;
   return {
     registry: createRegistry(),
@@ -45,7 +52,7 @@ Deno.test("router: join subscribes, then tells the others, then replies", () => 
       frame: { type: "presence", channel: "c", event: "join", name: "bob" },
       except: 2,
     },
-    { kind: "reply", frame: { type: "joined", channel: "c", members: ["alice", "bob"], ref: 1 } },
+    { kind: "joined", channel: "c", members: ["alice", "bob"], history: 0, ref: 1 },
   ]);
 });
 

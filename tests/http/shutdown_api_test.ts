@@ -75,7 +75,7 @@ Deno.test("shutdown api: a broadcast whose body was still arriving when shutdown
     maxTextLength: 4096,
     broadcast(_channel, _from, text) {
       published.push(text);
-      return 1;
+      return Promise.resolve({ delivered: 1, id: "m1", seq: 1, duplicate: false });
     },
     kick: () => true,
     channels: () => [],

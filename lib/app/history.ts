@@ -1,0 +1,202 @@
+/**
+ * Durable channels on one node: every chat message a channel gets passes
+ * through here on its way to the members. A tick's messages are stored in
+ * one transaction (which numbers them: `seq`), then delivered in that order,
+ * and a sender that asked gets `sent`. `joined` and `history` read the same
+ * store, synchronously, so a message is either in a `joined`'s `messages` or
+ * delivered after it, never both, never neither. The cluster-wide
+ * counterpart, over a shared log, is `history_shared.ts`.
+ *
+ * Messages wait for the flush only while nothing else is sent: `flush` runs
+ * before any other effect and before a command changes membership, so every
+ * member still sees its frames in the order it caused them.
+ *
+ * @module
+ */
+import type { MessageFrame, ServerFrame } from "../core/protocol.ts";
+import type { SessionId } from "../core/registry.ts";
+import type { MessageStore, NewMessage, StoredMessage } from "../store/store.ts";
+import type { AppContext } from "./context.ts";
+import { publish, run } from "./effects.ts";
+import type { History, JoinedEffect, Submission } from "./history_types.ts";
+
+export type {
+  History,
+  HistoryEffect,
+  JoinedEffect,
+  Submission,
+  SubmitOutcome,
+} from "./history_types.ts";
+
+type Waiting = {
+  channel: string;
+  frame: MessageFrame;
+  submission: Submission;
+  alsoFor: Submission[];
+};
+
+/** The history of a lone node, on `store` (memory or SQLite). */
+export function createLocalHistory(ctx: AppContext, store: MessageStore): History {
+  let queue: Waiting[] = [];
+  /** Queued messages by channel, sender and key: a second keyed send in one tick joins the first. */
+  const queuedKeys = new Map<string, Waiting>();
+  let scheduled = false;
+  let stopped = false;
+  let lastWriteFailed = false;
+
+  const schedule = () => {
+    if (scheduled || stopped) return;
+    scheduled = true;
+    // A microtask: the frames of one read share a transaction. (A timer would batch more, but
+    // its bursts reach the hub between two backlog checks and make healthy readers look stuck.)
+    queueMicrotask(history.flush);
+  };
+
+  const history: History = {
+    submit(channel, frame, submission) {
+      const { key } = submission;
+      if (key !== undefined) {
+        const keyId = `${channel}\u0000${frame.from}\u0000${key}`;
+        const queued = queuedKeys.get(keyId);
+        if (queued !== undefined) return void queued.alsoFor.push(submission);
+        const stored = store.byKey(channel, frame.from, key);
+        if (stored !== null) return settled(ctx, stored, submission, true);
+        const waiting: Waiting = { channel, frame, submission, alsoFor: [] };
+        queuedKeys.set(keyId, waiting);
+        queue.push(waiting);
+      } else queue.push({ channel, frame, submission, alsoFor: [] });
+      schedule();
+    },
+    join(session, effect) {
+      const head = store.head(effect.channel);
+      let messages: StoredMessage[] = [];
+      let recovered: boolean | undefined;
+      if (effect.since !== undefined) {
+        const { epoch, seq } = effect.since;
+        const found = store.since(effect.channel, epoch, seq, ctx.config.historyLimit);
+        recovered = found.recovered;
+        messages = recovered ? found.messages : latest(found.messages, effect.history);
+      } else if (effect.history > 0) messages = store.latest(effect.channel, effect.history);
+      reply(ctx, session.id, joinedFrame(effect, head.epoch, head.seq, messages, recovered));
+    },
+    page(session, { channel, before, limit, ref }) {
+      const messages = before === undefined
+        ? store.latest(channel, limit)
+        : store.before(channel, before, limit);
+      reply(ctx, session.id, {
+        type: "history",
+        channel,
+        epoch: store.head(channel).epoch,
+        messages,
+        ref,
+      });
+    },
+    flush() {
+      scheduled = false;
+      if (queue.length === 0) return;
+      const batch = queue;
+      queue = [];
+      queuedKeys.clear();
+      const appended = store.appendAll(
+        batch.map(({ channel, frame, submission }) => ({
+          channel,
+          message: newMessage(frame, submission.key),
+        })),
+      );
+      lastWriteFailed = !appended.ok;
+      if (!appended.ok) {
+        ctx.metrics.historyFailures += batch.length;
+        ctx.log.limited(
+          "error",
+          "history:append",
+          "cannot store messages; delivering them unnumbered",
+          {
+            reason: appended.message,
+          },
+        );
+      } else ctx.metrics.messagesStored += batch.length;
+      batch.forEach((waiting, i) => {
+        const stored = appended.ok ? appended.messages[i] : undefined;
+        deliver(ctx, waiting, stored);
+      });
+    },
+    ready: () => !lastWriteFailed,
+    stop() {
+      history.flush();
+      stopped = true;
+      store.close();
+    },
+  };
+  return history;
+}
+
+/** The message as a store takes it. */
+export function newMessage(frame: MessageFrame, key: string | undefined): NewMessage {
+  const { from, text, id, ts } = frame;
+  return key === undefined ? { from, text, id, ts } : { from, text, id, ts, key };
+}
+
+/** The last `count` of `messages` (none for 0). */
+export function latest(messages: StoredMessage[], count: number): StoredMessage[] {
+  return count <= 0 ? [] : messages.slice(-count);
+}
+
+/** The `joined` frame for `effect` with the history read. */
+export function joinedFrame(
+  effect: JoinedEffect,
+  epoch: string,
+  seq: number,
+  messages: MessageFrame[],
+  recovered: boolean | undefined,
+): ServerFrame {
+  const { channel, members, ref } = effect;
+  return recovered === undefined
+    ? { type: "joined", channel, members, epoch, seq, messages, ref }
+    : { type: "joined", channel, members, epoch, seq, messages, recovered, ref };
+}
+
+/** Sends `frame` to one session (native sessions only: `run` checks). */
+export function reply(ctx: AppContext, id: SessionId, frame: ServerFrame): void {
+  run(ctx, [{ kind: "reply", frame }], id);
+}
+
+/** Delivers a message that was stored as `stored` (or could not be) and tells whoever waits. */
+function deliver(ctx: AppContext, waiting: Waiting, stored: StoredMessage | undefined): void {
+  const { channel, frame, submission } = waiting;
+  const { except, origin } = submission;
+  const delivered = publish(ctx, channel, stored ?? frame, except, origin);
+  for (const each of [submission, ...waiting.alsoFor]) {
+    if (stored === undefined) unstored(ctx, channel, frame.id, delivered, each);
+    else settled(ctx, stored, each, each !== submission, each === submission ? delivered : 0);
+  }
+}
+
+/** Tells a submitter its message is stored: `sent` to the sender, the outcome to the API. */
+export function settled(
+  ctx: AppContext,
+  stored: { channel: string; id: string; seq: number },
+  submission: Submission,
+  duplicate: boolean,
+  delivered = 0,
+): void {
+  const { ack, done } = submission;
+  const { channel, id, seq } = stored;
+  if (ack !== undefined) reply(ctx, ack.session, { type: "sent", channel, id, seq, ref: ack.ref });
+  done?.({ id, seq, delivered, duplicate });
+}
+
+/** Tells a submitter its message went out live but is not stored. */
+export function unstored(
+  ctx: AppContext,
+  channel: string,
+  id: string,
+  delivered: number,
+  submission: Submission,
+): void {
+  const { ack, done } = submission;
+  if (ack !== undefined) {
+    const message = `Message ${id} in "${channel}" was delivered live but could not be stored`;
+    reply(ctx, ack.session, { type: "error", code: "unavailable", message, ref: ack.ref });
+  }
+  done?.({ id, delivered, duplicate: false });
+}
