@@ -12,13 +12,18 @@ import { z } from "zod";
 const session = z.number().int().nonnegative();
 
 const busMessageSchema = z.discriminatedUnion("t", [
-  /** A frame for a channel's members on every node; `o` is the origin for dialect encoders. */
+  /**
+   * A frame for a channel's members on every node; `o` is the origin for
+   * dialect encoders, `x` the session on the sending node that must not
+   * receive it (the sender's own, when the bus echoes it back).
+   */
   z.object({
     t: z.literal("pub"),
     c: z.string(),
     f: z.looseObject({ type: z.string() }),
     o: z.object({ dialect: z.string(), original: z.record(z.string(), z.unknown()).optional() })
       .optional(),
+    x: session.optional(),
   }),
   /** A member of this node entered a channel. */
   z.object({ t: z.literal("join"), c: z.string(), s: session, m: z.string() }),
@@ -67,4 +72,20 @@ export function decodePayload(text: string): BusPayload | null {
   }
   const parsed = payloadSchema.safeParse(value);
   return parsed.success ? parsed.data : null;
+}
+
+/**
+ * The JSON of a `pub` bus message up to and including `"f":`, so that
+ * `busOpen(…) + frameJson + "}"` is the whole message: what a shared log
+ * completes once it knows the frame's seq (`SharedMessage.busOpen`).
+ */
+export function busOpen(
+  channel: string,
+  origin?: { dialect: string; original?: Record<string, unknown> },
+  except?: number,
+): string {
+  const head: Omit<Extract<BusMessage, { t: "pub" }>, "f"> = { t: "pub", c: channel };
+  if (origin !== undefined) head.o = origin;
+  if (except !== undefined) head.x = except;
+  return `${JSON.stringify(head).slice(0, -1)},"f":`;
 }

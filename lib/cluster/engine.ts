@@ -7,10 +7,15 @@
  *
  * Two implementations: `createMemoryEngine` (one process; the default) and
  * the Redis one in `engine_redis.ts`. The engine moves strings and answers
- * claims; what the strings mean is `cluster.ts`'s business.
+ * claims; what the strings mean is `cluster.ts`'s business. A shared engine
+ * also carries the cluster's message history (`log`): Redis streams
+ * (`history_redis.ts`), or their in-process double (`history_memory.ts`).
  *
  * @module
  */
+import type { Clock } from "../core/clock.ts";
+import { DEFAULT_MAX_AGE_MS, DEFAULT_MAX_PER_CHANNEL, type SharedLog } from "../store/store.ts";
+import { createMemoryHistory } from "./history_memory.ts";
 
 /** The outcome of claiming a name cluster-wide. */
 export type ClaimOutcome =
@@ -63,6 +68,8 @@ export interface Engine {
   release(claim: Claim): void;
   /** Disconnects; nothing is received afterwards. */
   stop(): Promise<void>;
+  /** The history every node shares; absent for a lone node. */
+  readonly log?: SharedLog;
 }
 
 /** In-process engines sharing one bus and one name store, with the store's outages at a test's command. */
@@ -72,28 +79,37 @@ export interface MemoryCluster {
   /**
    * Cuts every started engine off the store, as a Redis restart does: each
    * node is told it is down, and until `reconnect` its claims are
-   * unavailable and its publications lost. With `forget`, the store comes
-   * back empty (a Redis without persistence).
+   * unavailable, its publications lost and its `log` unreachable. With
+   * `forget`, the store comes back empty (a Redis without persistence): names
+   * and history are gone, and each channel's history gets a new epoch.
    */
   cut(options?: { forget?: boolean }): void;
   /** Gives `engine` its connection back and tells its node (engines return in the order a test chooses). */
   reconnect(engine: Engine): void;
 }
 
-/**
- * A set of in-process engines that share one bus and one name store: nodes
- * of a cluster inside one process (tests), or, alone, the single node a
- * plain `hubbub` runs. Publications are delivered in order, in a microtask:
- * asynchronously, as over a network, but before any socket event that
- * follows, which makes tests deterministic.
- */
-export function createMemoryCluster(): MemoryCluster {
-  return memoryEngines(true);
+/** What the history of a memory cluster keeps, and its time source. */
+export interface MemoryClusterOptions {
+  /** Per-channel limits of the shared history (defaults: the store's). */
+  history?: { maxPerChannel: number; ttlMs: number };
+  /** The time source of the history's expiry (default: the system clock). */
+  clock?: Pick<Clock, "now">;
 }
 
-/** The engine of a lone process: names live in its registry, nothing is published. */
+/**
+ * A set of in-process engines that share one bus, one name store and one
+ * history (`log`): nodes of a cluster inside one process (tests).
+ * Publications are delivered in order, in a microtask: asynchronously, as
+ * over a network, but before any socket event that follows, which makes
+ * tests deterministic.
+ */
+export function createMemoryCluster(options: MemoryClusterOptions = {}): MemoryCluster {
+  return memoryEngines(true, options);
+}
+
+/** The engine of a lone process: names live in its registry, nothing is published, no `log`. */
 export function createMemoryEngine(): Engine {
-  return memoryEngines(false).engine();
+  return memoryEngines(false, {}).engine();
 }
 
 /** One engine's link to the shared store. */
@@ -102,15 +118,34 @@ interface Link {
   connected: boolean;
 }
 
-function memoryEngines(shared: boolean): MemoryCluster {
+function memoryEngines(shared: boolean, options: MemoryClusterOptions): MemoryCluster {
   const names = new Map<string, string>();
   const links = new Map<Engine, Link>();
+  /** Hands `payload` to every connected engine, as the bus does, the sender's own included. */
+  const echo = (payload: string) => {
+    for (const link of links.values()) {
+      const { listener } = link;
+      if (listener === undefined) continue;
+      queueMicrotask(() =>
+        link.connected && link.listener === listener && listener.message(payload)
+      );
+    }
+  };
+  const history = shared
+    ? createMemoryHistory({
+      maxPerChannel: options.history?.maxPerChannel ?? DEFAULT_MAX_PER_CHANNEL,
+      ttlMs: options.history?.ttlMs ?? DEFAULT_MAX_AGE_MS,
+      clock: options.clock,
+    }, echo)
+    : undefined;
   return {
     engine() {
       const link: Link = { connected: true };
       const engine: Engine = {
         kind: "memory",
         shared,
+        // A stopped engine's history is out of reach, as a closed Redis connection's is.
+        ...(history && { log: history.view(() => link.connected && links.has(engine)) }),
         start(l) {
           link.listener = l;
           queueMicrotask(() => link.connected && link.listener === l && l.up());
@@ -159,7 +194,10 @@ function memoryEngines(shared: boolean): MemoryCluster {
     cut({ forget = false } = {}) {
       const cut = [...links.values()].filter((link) => link.connected);
       for (const link of cut) link.connected = false;
-      if (forget) names.clear();
+      if (forget) {
+        names.clear();
+        history?.forget();
+      }
       for (const link of cut) link.listener?.down("the store restarted");
     },
     reconnect(engine) {

@@ -5,6 +5,9 @@
  * also claims again what a restarted Redis forgot, and freed by a
  * compare-and-delete script so a node never frees a name it lost.
  *
+ * The channels' shared history (`log`, `history_redis.ts`) lives in the
+ * same Redis, under the same prefix, and publishes on the same bus.
+ *
  * It uses two connections (a subscribed connection can do nothing else) and
  * no offline queue: while Redis is down, claims answer "unavailable" at once
  * instead of piling up, and the node serves its own sockets alone until the
@@ -14,6 +17,8 @@
  */
 import { Redis, type RedisOptions } from "ioredis";
 import type { Claim, ClaimOutcome, Engine, EngineListener } from "./engine.ts";
+import { createRedisLog } from "./history_redis.ts";
+import { DEFAULT_MAX_AGE_MS, DEFAULT_MAX_PER_CHANNEL } from "../store/store.ts";
 
 /** How the engine reaches Redis. */
 export interface RedisEngineOptions {
@@ -21,6 +26,8 @@ export interface RedisEngineOptions {
   url: string;
   /** Prefix of the bus channel and of every key. */
   prefix: string;
+  /** Per-channel limits of the shared history (defaults: the store's, 1000 messages and 7 days). */
+  history?: { maxPerChannel: number; ttlMs: number };
 }
 
 /** Milliseconds a Redis command may take before the engine treats Redis as unreachable. */
@@ -53,7 +60,7 @@ end
 return 0`;
 
 /** Creates an engine on the Redis at `url`; it connects on `start`. */
-export function createRedisEngine({ url, prefix }: RedisEngineOptions): Engine {
+export function createRedisEngine({ url, prefix, history }: RedisEngineOptions): Engine {
   const channel = `${prefix}:bus`;
   const keyOf = (name: string) => `${prefix}:name:${name}`;
   const options: RedisOptions = {
@@ -117,9 +124,17 @@ export function createRedisEngine({ url, prefix }: RedisEngineOptions): Engine {
     if (from === channel && !stopped) listener?.message(payload);
   });
 
+  const log = createRedisLog(commands, {
+    prefix,
+    busChannel: channel,
+    maxPerChannel: history?.maxPerChannel ?? DEFAULT_MAX_PER_CHANNEL,
+    ttlMs: history?.ttlMs ?? DEFAULT_MAX_AGE_MS,
+  });
+
   return {
     kind: "redis",
     shared: true,
+    log,
     start(l) {
       listener = l;
       // Failures are retried by the client; they surface as down/up, never as rejections.
