@@ -17,7 +17,9 @@ import {
 } from "./store.ts";
 
 type Entry = { message: StoredMessage; key: string | undefined; at: number };
-type Log = { head: number; entries: Entry[] };
+type Log = { head: number; entries: Entry[]; keys: Map<string, Entry> };
+
+const keyOf = (from: string, key: string) => `${from}\u0000${key}`;
 
 /**
  * Creates an empty in-memory store with a new random epoch.
@@ -42,8 +44,15 @@ export function createMemoryStore(options: StoreOptions = {}): MessageStore {
     const cutoff = now() - maxAgeMs;
     let drop = 0;
     while (drop < log.entries.length && log.entries[drop].at <= cutoff) drop++;
-    if (drop > 0) log.entries.splice(0, drop);
+    if (drop > 0) forget(log, drop);
     return log.entries;
+  };
+  /** Drops the `count` oldest entries of `log`, and their keys. */
+  const forget = (log: Log, count: number) => {
+    for (const entry of log.entries.splice(0, count)) {
+      const id = entry.key === undefined ? undefined : keyOf(entry.message.from, entry.key);
+      if (id !== undefined && log.keys.get(id) === entry) log.keys.delete(id);
+    }
   };
   const copy = (entries: Entry[]): StoredMessage[] => entries.map((e) => ({ ...e.message }));
 
@@ -58,7 +67,7 @@ export function createMemoryStore(options: StoreOptions = {}): MessageStore {
     },
     append(channel: string, messages: readonly NewMessage[]): Appended {
       let log = logs.get(channel);
-      if (log === undefined) logs.set(channel, log = { head: 0, entries: [] });
+      if (log === undefined) logs.set(channel, log = { head: 0, entries: [], keys: new Map() });
       const at = now();
       const stored = messages.map(({ from, text, id, ts, key }): StoredMessage => {
         const message: StoredMessage = {
@@ -70,13 +79,15 @@ export function createMemoryStore(options: StoreOptions = {}): MessageStore {
           ts,
           seq: ++log.head,
         };
-        log.entries.push({ message, key, at });
+        const entry = { message, key, at };
+        log.entries.push(entry);
+        if (key !== undefined && !log.keys.has(keyOf(from, key))) {
+          log.keys.set(keyOf(from, key), entry);
+        }
         return { ...message };
       });
       kept(channel);
-      if (log.entries.length > maxPerChannel) {
-        log.entries.splice(0, log.entries.length - maxPerChannel);
-      }
+      if (log.entries.length > maxPerChannel) forget(log, log.entries.length - maxPerChannel);
       return { ok: true, epoch, messages: stored };
     },
     latest(channel, limit) {
@@ -108,7 +119,8 @@ export function createMemoryStore(options: StoreOptions = {}): MessageStore {
       return { epoch, seq: logs.get(channel)?.head ?? 0 };
     },
     byKey(channel, from, key) {
-      const found = kept(channel).find((e) => e.key === key && e.message.from === from);
+      kept(channel);
+      const found = logs.get(channel)?.keys.get(keyOf(from, key));
       return found === undefined ? null : { ...found.message };
     },
     close() {

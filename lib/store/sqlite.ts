@@ -109,17 +109,17 @@ function createSqliteStore(db: DatabaseSync, options: StoreOptions): MessageStor
     trimCount: db.prepare("DELETE FROM messages WHERE channel = ? AND seq <= ?"),
     trimAge: db.prepare("DELETE FROM messages WHERE channel = ? AND at <= ?"),
     latest: db.prepare(
-      `SELECT ${columns} FROM messages WHERE channel = ? ORDER BY seq DESC LIMIT ?`,
+      `SELECT ${columns} FROM messages WHERE channel = ? AND at > ? ORDER BY seq DESC LIMIT ?`,
     ),
     before: db.prepare(
-      `SELECT ${columns} FROM messages WHERE channel = ? AND seq < ? ORDER BY seq DESC LIMIT ?`,
+      `SELECT ${columns} FROM messages WHERE channel = ? AND seq < ? AND at > ? ORDER BY seq DESC LIMIT ?`,
     ),
     after: db.prepare(
-      `SELECT ${columns} FROM messages WHERE channel = ? AND seq > ? ORDER BY seq`,
+      `SELECT ${columns} FROM messages WHERE channel = ? AND seq > ? AND at > ? ORDER BY seq`,
     ),
-    oldest: db.prepare("SELECT MIN(seq) AS seq FROM messages WHERE channel = ?"),
+    oldest: db.prepare("SELECT MIN(seq) AS seq FROM messages WHERE channel = ? AND at > ?"),
     byKey: db.prepare(
-      `SELECT ${columns} FROM messages WHERE channel = ? AND from_name = ? AND key = ? ORDER BY seq LIMIT 1`,
+      `SELECT ${columns} FROM messages WHERE channel = ? AND from_name = ? AND key = ? AND at > ? ORDER BY seq LIMIT 1`,
     ),
   };
 
@@ -127,8 +127,9 @@ function createSqliteStore(db: DatabaseSync, options: StoreOptions): MessageStor
     const row = q.head.get(channel) as { seq: number } | undefined;
     return row === undefined ? 0 : Number(row.seq);
   };
-  // Expired messages go before every read, so reads never return them.
-  const expire = (channel: string) => q.trimAge.run(channel, now() - maxAgeMs);
+  // Reads skip expired messages (a read never writes); appends delete them.
+  const cutoff = () => now() - maxAgeMs;
+  const expire = (channel: string) => q.trimAge.run(channel, cutoff());
   const newestFirst = (rows: unknown[]): StoredMessage[] =>
     (rows as Row[]).map(toMessage).reverse();
 
@@ -168,26 +169,23 @@ function createSqliteStore(db: DatabaseSync, options: StoreOptions): MessageStor
     latest(channel, limit) {
       const n = clampLimit(limit);
       if (n === 0) return [];
-      expire(channel);
-      return newestFirst(q.latest.all(channel, n));
+      return newestFirst(q.latest.all(channel, cutoff(), n));
     },
     before(channel, seq, limit) {
       const n = clampLimit(limit);
       if (n === 0) return [];
-      expire(channel);
-      return newestFirst(q.before.all(channel, seq, n));
+      return newestFirst(q.before.all(channel, seq, cutoff(), n));
     },
     since(channel, sinceEpoch, seq, limit) {
-      expire(channel);
       const head = { epoch, seq: headSeq(channel) };
-      const row = q.oldest.get(channel) as { seq: number | null } | undefined;
+      const row = q.oldest.get(channel, cutoff()) as { seq: number | null } | undefined;
       const oldest = row?.seq == null ? null : Number(row.seq);
       const n = clampLimit(limit);
       if (canRecover(head, oldest, sinceEpoch, seq, n)) {
         return {
           recovered: true,
           epoch,
-          messages: (q.after.all(channel, seq) as Row[]).map(toMessage),
+          messages: (q.after.all(channel, seq, cutoff()) as Row[]).map(toMessage),
         };
       }
       return { recovered: false, epoch, messages: store.latest(channel, n) };
@@ -196,8 +194,7 @@ function createSqliteStore(db: DatabaseSync, options: StoreOptions): MessageStor
       return { epoch, seq: headSeq(channel) };
     },
     byKey(channel, from, key) {
-      expire(channel);
-      const row = q.byKey.get(channel, from, key) as Row | undefined;
+      const row = q.byKey.get(channel, from, key, cutoff()) as Row | undefined;
       return row === undefined ? null : toMessage(row);
     },
     close() {
