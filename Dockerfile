@@ -20,19 +20,21 @@ RUN mkdir -p /out/data
 COPY main.ts ./
 COPY lib ./lib
 COPY static ./static
-RUN deno compile --frozen --allow-net --allow-env --output /out/hubbub main.ts
+# Read and write: the message history's SQLite file lives in --data-dir (/data here).
+RUN deno compile --frozen --allow-net --allow-env --allow-read --allow-write --output /out/hubbub main.ts
 
 # Stage 2: just the binary, run as an unprivileged user (distroless nonroot: uid 65532).
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/hubbub /usr/local/bin/hubbub
 COPY --from=build --chown=65532:65532 /out/data /data
-# Where the message history will live: mount a volume to keep it across containers.
+# The message history (/data/history.db): mount a volume to keep it across containers.
 VOLUME /data
 WORKDIR /data
+ENV HUBBUB_DATA_DIR=/data
 USER nonroot
 EXPOSE 8000
-# GET /readyz through the binary itself (the image has no curl): 503 while shutting down or while
-# the cluster's Redis is unreachable.
+# GET /readyz through the binary itself (the image has no curl): 503 while shutting down, while
+# the cluster's Redis is unreachable, or when the last write to the history failed.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=5s --retries=3 \
   CMD ["/usr/local/bin/hubbub", "--healthcheck"]
 # Listens on 0.0.0.0:8000 by default (HOSTNAME, which Docker sets, is never read).
