@@ -6,6 +6,8 @@
  */
 import indexHtml from "../../static/index.html" with { type: "text" };
 import appJs from "../../static/app.js" with { type: "text" };
+// The client library (client/), built by `deno task client:build`; app.js may import it.
+import clientJs from "../../static/client.js" with { type: "text" };
 import styleCss from "../../static/style.css" with { type: "text" };
 
 /** A static file served from memory. */
@@ -19,5 +21,6 @@ export const ASSETS: ReadonlyMap<string, Asset> = new Map([
   ["/", { body: indexHtml, contentType: "text/html; charset=utf-8" }],
   ["/index.html", { body: indexHtml, contentType: "text/html; charset=utf-8" }],
   ["/app.js", { body: appJs, contentType: "text/javascript; charset=utf-8" }],
+  ["/client.js", { body: clientJs, contentType: "text/javascript; charset=utf-8" }],
   ["/style.css", { body: styleCss, contentType: "text/css; charset=utf-8" }],
 ]);
