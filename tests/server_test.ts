@@ -33,17 +33,30 @@ Deno.test("server: join replies with members and tells the others", async () => 
   await alice.login("alice");
   await bob.login("bob");
   alice.send({ type: "join", channel: "lobby", ref: "a1" });
-  assert.deepEqual(await alice.next(), {
+  const joined = await alice.next();
+  // The channel's history: a short epoch, nothing said yet (seq 0), and no messages to show.
+  assert.equal(typeof joined.epoch, "string");
+  assert.notEqual(joined.epoch, "");
+  assert.deepEqual(joined, {
     type: "joined",
     channel: "lobby",
     members: ["alice"],
+    epoch: joined.epoch,
+    seq: 0,
+    messages: [],
     ref: "a1",
   });
+  alice.send({ type: "broadcast", channel: "lobby", text: "before bob" });
+  assert.equal((await alice.nextOf("message")).seq, 1);
   bob.send({ type: "join", channel: "lobby" });
+  // The same channel, the same epoch; the head is alice's message, shown to nobody by default.
   assert.deepEqual(await bob.next(), {
     type: "joined",
     channel: "lobby",
     members: ["alice", "bob"],
+    epoch: joined.epoch,
+    seq: 1,
+    messages: [],
   });
   assert.deepEqual(await alice.next(), {
     type: "presence",
@@ -88,7 +101,16 @@ Deno.test("server: broadcast reaches every member, the sender included, and nobo
   const seenByAlice = await alice.nextOf("message");
   const seenByBob = await bob.nextOf("message");
   assert.deepEqual(seenByAlice, seenByBob);
-  assert.deepEqual(Object.keys(seenByAlice), ["type", "channel", "from", "text", "id", "ts"]);
+  assert.deepEqual(Object.keys(seenByAlice), [
+    "type",
+    "channel",
+    "from",
+    "text",
+    "id",
+    "ts",
+    "seq",
+  ]);
+  assert.equal(seenByAlice.seq, 1, "the channel's first message");
   assert.equal(seenByAlice.from, "alice");
   assert.equal(seenByAlice.text, "hi <b>all</b>");
   assert.equal(seenByAlice.ts, "2026-11-23T12:00:00.250Z");

@@ -318,10 +318,15 @@ Deno.test("authorizer: login, join and broadcast are asked about with their args
   alice.send({ type: "login", name: "alice", ref: 1 });
   assert.deepEqual(await alice.next(), { type: "welcome", name: "alice", ref: 1 });
   alice.send({ type: "join", channel: "x", ref: "j" });
-  assert.deepEqual(await alice.next(), {
+  const joined = await alice.next();
+  assert.match(joined.epoch, /^.+$/);
+  assert.deepEqual(joined, {
     type: "joined",
     channel: "x",
     members: ["bob", "alice"],
+    epoch: joined.epoch,
+    seq: 0,
+    messages: [],
     ref: "j",
   });
   assert.deepEqual(await bob.next(), {
@@ -543,16 +548,30 @@ Deno.test("authorizer: commands sent back to back take effect in order while che
   stub.release();
   assert.deepEqual(await alice.next(), { type: "welcome", name: "alice", ref: 1 });
   assert.deepEqual(await alice.next(), { type: "pong", ref: 2 });
-  assert.deepEqual(await alice.next(), {
+  const joined = await alice.next();
+  assert.match(joined.epoch, /^.+$/);
+  assert.deepEqual(joined, {
     type: "joined",
     channel: "x",
     members: ["alice"],
+    epoch: joined.epoch,
+    seq: 0,
+    messages: [],
     ref: 3,
   });
-  for (const text of ["first", "second"]) {
+  // Each broadcast carried a ref, so each is acknowledged (`sent`) right after it is delivered.
+  for (const [i, text] of ["first", "second"].entries()) {
     const message = await alice.next();
     assert.equal(message.type, "message");
     assert.equal(message.text, text);
+    assert.equal(message.seq, i + 1);
+    assert.deepEqual(await alice.next(), {
+      type: "sent",
+      channel: "x",
+      id: message.id,
+      seq: i + 1,
+      ref: i + 4,
+    });
   }
   assert.deepEqual(stub.commandsSince(0), ["connect", "login", "join", "broadcast", "broadcast"]);
 });

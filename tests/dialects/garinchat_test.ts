@@ -527,14 +527,17 @@ Deno.test("garinchat: native and GarinChat clients in one channel see each other
 
   alice.send({ type: "message", body: "hello native" });
   const message = await nat.next();
-  assert.deepEqual(Object.keys(message), ["type", "channel", "from", "text", "id", "ts"]);
+  assert.deepEqual(Object.keys(message), ["type", "channel", "from", "text", "id", "ts", "seq"]);
+  assert.equal(message.seq, 1, "dialect traffic is stored and numbered like native traffic");
   assert.equal(message.from, "alice");
   assert.equal(message.text, "hello native");
   assert.equal(message.ts, new Date(START).toISOString());
 
   nat.send({ type: "broadcast", channel: "general", text: "hello garin" });
   assert.equal(await alice.nextText(), messageText("hello garin", "nat"));
-  assert.equal((await nat.next()).text, "hello garin", "native senders get their own copy");
+  const own2 = await nat.next();
+  assert.equal(own2.text, "hello garin", "native senders get their own copy");
+  assert.equal(own2.seq, 2, "one sequence for both formats");
 
   const zed = await h.native("zed", "general");
   assert.equal(await alice.nextText(), joinText("zed", 3));

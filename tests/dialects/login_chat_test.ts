@@ -356,14 +356,17 @@ Deno.test("login-chat: native and login-chat clients in the compat channel hear 
 
   bob.send({ type: "chat", username: "bob", value: "hey" });
   const message = await alice.next();
-  assert.deepEqual(Object.keys(message), ["type", "channel", "from", "text", "id", "ts"]);
+  assert.deepEqual(Object.keys(message), ["type", "channel", "from", "text", "id", "ts", "seq"]);
+  assert.equal(message.seq, 1, "dialect traffic is stored and numbered like native traffic");
   assert.equal(message.from, "bob");
   assert.equal(message.text, "hey");
   assert.equal(message.ts, new Date(START).toISOString());
   assert.equal(await bob.nextText(), frame("chat", "bob", "hey"));
 
   bob.send({ type: "chat", value: { n: 1 } });
-  assert.equal((await alice.next()).text, '{"n":1}', "a non-string value is JSON text for natives");
+  const json = await alice.next();
+  assert.equal(json.text, '{"n":1}', "a non-string value is JSON text for natives");
+  assert.equal(json.seq, 2);
   assert.equal(await bob.nextText(), frame("chat", "bob", { n: 1 }));
 
   // Presence is not a login-chat frame: carol's join is skipped, her message arrives.
@@ -372,7 +375,9 @@ Deno.test("login-chat: native and login-chat clients in the compat channel hear 
   carol.send({ type: "broadcast", channel: "lobby", text: "hi all" });
   assert.equal(await bob.nextText(), '{"type":"chat","username":"carol","value":"hi all"}');
 
-  assert.equal((await alice.nextOf("message")).text, "hi all");
+  const fromCarol = await alice.nextOf("message");
+  assert.equal(fromCarol.text, "hi all");
+  assert.equal(fromCarol.seq, 3, "lobby's third message, whatever protocol sent it");
 
   bob.send({ type: "logout", username: "bob" });
   assert.equal(await bob.nextText(), frame("logged_out", "bob", true));

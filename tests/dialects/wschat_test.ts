@@ -244,7 +244,8 @@ Deno.test("wschat: native and wschat clients in the compat channel hear each oth
 
   client.send({ usr: "bob", msg: "hey", extra: true });
   const message = await alice.nextOf("message");
-  assert.deepEqual(Object.keys(message), ["type", "channel", "from", "text", "id", "ts"]);
+  assert.deepEqual(Object.keys(message), ["type", "channel", "from", "text", "id", "ts", "seq"]);
+  assert.equal(message.seq, 1, "dialect traffic is stored and numbered like native traffic");
   assert.equal(message.channel, "lobby");
   assert.equal(message.from, "bob");
   assert.equal(message.text, "hey");
@@ -263,7 +264,9 @@ Deno.test("wschat: native and wschat clients in the compat channel hear each oth
     body: JSON.stringify({ channel: "lobby", text: "from the API", from: "ops" }),
   });
   assert.equal(response.status, 202);
-  await response.body?.cancel();
+  const { id, seq } = await response.json();
+  assert.equal(typeof id, "string");
+  assert.equal(seq, 3, "after bob's (wschat) and carol's (native) messages");
   assert.equal(await client.nextText(), out("ops", "from the API"));
 });
 
