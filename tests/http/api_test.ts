@@ -43,15 +43,21 @@ async function assertJson(response: Response, status: number, expected: unknown)
   assert.deepEqual(await response.json(), expected);
 }
 
-/** Reads the next frame, which must be a message of `channel` from `from` with `text`. */
+/**
+ * Reads the next frame, which must be a message of `channel` from `from` with `text`, and
+ * `seq` when given (else any positive seq: every API message is stored).
+ */
 async function assertMessage(
   client: TestClient,
-  expected: { channel: string; from: string; text: string },
+  expected: { channel: string; from: string; text: string; seq?: number },
 ): Promise<Frame> {
   const frame = await client.next();
   assert.equal(frame.type, "message", `expected a message, got ${JSON.stringify(frame)}`);
-  const { id, ts, ...rest } = frame;
-  assert.deepEqual(rest, { type: "message", ...expected });
+  const { id, ts, seq, ...rest } = frame;
+  const { seq: expectedSeq, ...fields } = expected;
+  assert.deepEqual(rest, { type: "message", ...fields });
+  if (expectedSeq === undefined) assert.ok(Number.isInteger(seq) && seq > 0, `seq ${seq}`);
+  else assert.equal(seq, expectedSeq);
   assert.equal(typeof id, "string");
   assert.match(ts, /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
   return frame;
@@ -82,12 +88,25 @@ Deno.test("api: a batch broadcast reaches every member, each message in order", 
     { channel: "news", text: "four" },
   ];
   const response = await call(server, "POST", "/api/broadcast", { body: { messages } });
-  await assertJson(response, 202, { delivered: 2 + 2 + 2 + 0 + 2 });
+  assert.equal(response.status, 202);
+  const body = await response.json();
+  // Each message is stored under its id and its channel's next seq, the memberless one too.
+  const id = (i: number) => body.messages[i].id;
+  assert.deepEqual(body, {
+    delivered: 2 + 2 + 2 + 0 + 2,
+    messages: [
+      { id: id(0), seq: 1 },
+      { id: id(1), seq: 1 },
+      { id: id(2), seq: 2 },
+      { id: id(3), seq: 1 },
+      { id: id(4), seq: 2 },
+    ],
+  });
 
-  const lobby1 = { channel: "lobby", from: "server", text: "one" };
-  const news2 = { channel: "news", from: "ci", text: "two" };
-  const lobby3 = { channel: "lobby", from: "deploy-bot", text: "three" };
-  const news4 = { channel: "news", from: "server", text: "four" };
+  const lobby1 = { channel: "lobby", from: "server", text: "one", seq: 1 };
+  const news2 = { channel: "news", from: "ci", text: "two", seq: 1 };
+  const lobby3 = { channel: "lobby", from: "deploy-bot", text: "three", seq: 2 };
+  const news4 = { channel: "news", from: "server", text: "four", seq: 2 };
   const expected: [TestClient, (typeof lobby1)[]][] = [
     [alice, [lobby1, news2, lobby3, news4]],
     [bob, [lobby1, lobby3]],
@@ -103,6 +122,8 @@ Deno.test("api: a batch broadcast reaches every member, each message in order", 
     }
   }
   assert.equal(new Set(ids.values()).size, 4);
+  // The answer named the ids the members got.
+  assert.deepEqual([0, 1, 2, 4].map(id), ["one", "two", "three", "four"].map((t) => ids.get(t)));
   // Nothing else: a pong comes after anything the server had queued for the socket.
   for (const client of [alice, bob, carol]) await assertPongNext(client);
 });
@@ -137,7 +158,7 @@ Deno.test("api: a batch with one invalid message is 400 and delivers nothing", a
     { name: "a batch with a top-level field too", body: { messages: [good], channel: "lobby" } },
     { name: "messages that is not an array", body: { messages: good } },
   ];
-  for (const c of cases) {
+  for (const [i, c] of cases.entries()) {
     await t.step(c.name, async () => {
       await assertJsonError(
         await call(server, "POST", "/api/broadcast", { body: c.body }),
@@ -145,11 +166,14 @@ Deno.test("api: a batch with one invalid message is 400 and delivers nothing", a
         "bad_request",
       );
       // Nothing was delivered: the next message alice gets is this marker.
+      // Nor stored: each marker takes the next seq, as if the refused batch had never come.
       const marker = { channel: "lobby", text: `after ${c.name}` };
-      await assertJson(await call(server, "POST", "/api/broadcast", { body: marker }), 202, {
-        delivered: 1,
-      });
-      await assertMessage(alice, { ...marker, from: "server" });
+      const response = await call(server, "POST", "/api/broadcast", { body: marker });
+      assert.equal(response.status, 202);
+      const body = await response.json();
+      assert.deepEqual(body, { delivered: 1, id: body.id, seq: i + 1 });
+      const frame = await assertMessage(alice, { ...marker, from: "server", seq: i + 1 });
+      assert.equal(frame.id, body.id);
     });
   }
 });
@@ -161,11 +185,19 @@ Deno.test(`api: a batch of exactly ${MAX_BATCH} messages is accepted and deliver
     { length: MAX_BATCH },
     (_, i) => ({ channel: "lobby", text: `${i}` }),
   );
-  await assertJson(await call(server, "POST", "/api/broadcast", { body: { messages } }), 202, {
-    delivered: MAX_BATCH,
-  });
+  const response = await call(server, "POST", "/api/broadcast", { body: { messages } });
+  assert.equal(response.status, 202);
+  const body = await response.json();
+  assert.equal(body.delivered, MAX_BATCH);
+  assert.deepEqual(body.messages.map((m: Frame) => m.seq), messages.map((_, i) => i + 1));
   for (let i = 0; i < MAX_BATCH; i++) {
-    await assertMessage(alice, { channel: "lobby", from: "server", text: `${i}` });
+    const frame = await assertMessage(alice, {
+      channel: "lobby",
+      from: "server",
+      text: `${i}`,
+      seq: i + 1,
+    });
+    assert.equal(frame.id, body.messages[i].id);
   }
 });
 
@@ -358,8 +390,9 @@ Deno.test("api: a missing or wrong bearer key is 401 on every route", async (t) 
       },
     );
   }
-  // Refused broadcasts delivered nothing: alice's next message is the one the right key sent.
-  await assertMessage(alice, { channel: "lobby", from: "server", text: "t" });
+  // Refused broadcasts delivered (and stored) nothing: alice's next message is the one the right
+  // key sent, the channel's first.
+  await assertMessage(alice, { channel: "lobby", from: "server", text: "t", seq: 1 });
   await assertPongNext(alice);
 });
 

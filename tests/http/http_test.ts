@@ -79,11 +79,15 @@ Deno.test("http: POST /api/broadcast delivers to members and counts them", async
     body: JSON.stringify({ channel: "news", text: "release!", from: "ops" }),
   });
   assert.equal(response.status, 202);
-  assert.deepEqual(await response.json(), { delivered: 2 });
+  const body = await response.json();
+  assert.equal(typeof body.id, "string");
+  assert.deepEqual(body, { delivered: 2, id: body.id, seq: 1 });
   for (const client of [alice, bob]) {
     const message = await client.nextOf("message");
     assert.equal(message.from, "ops");
     assert.equal(message.text, "release!");
+    assert.equal(message.id, body.id);
+    assert.equal(message.seq, 1);
   }
 });
 
@@ -145,5 +149,8 @@ Deno.test("http: POST /api/broadcast refuses bad keys and bad bodies", async (t)
     headers: { authorization: `Bearer ${API_KEY}` },
     body: '{"channel":"empty","text":"t"}',
   });
-  assert.deepEqual(await response.json(), { delivered: 0 }, "a channel nobody is in gets nothing");
+  const body = await response.json();
+  // A channel nobody is in gets nothing live, yet keeps the message for whoever joins later.
+  assert.deepEqual(body, { delivered: 0, id: body.id, seq: 1 });
+  assert.equal(typeof body.id, "string");
 });

@@ -35,8 +35,11 @@ Deno.test("shutdown api: broadcast and disconnect answer 503 with Retry-After on
   const alice = await server.user("alice", "lobby");
   const before = await post(server, "/api/broadcast", { channel: "lobby", text: "before" });
   assert.equal(before.status, 202);
-  assert.deepEqual(await before.json(), { delivered: 1 });
-  assert.equal((await alice.nextOf("message")).text, "before");
+  const body = await before.json();
+  assert.deepEqual(body, { delivered: 1, id: body.id, seq: 1 });
+  const message = await alice.nextOf("message");
+  assert.equal(message.text, "before");
+  assert.equal(message.id, body.id);
   const { messagesIn, deliveries } = server.app.metrics;
 
   server.app.shutdown(CloseCode.ServiceRestart, "Server restarting");
