@@ -12,9 +12,10 @@ Deno.test("startup: the summary says what is on and shows no secret", () => {
     origins: "same-origin",
     engine: "memory",
     redis: undefined,
-    store: "memory",
     log_level: "info",
   });
+  // The store is what main.ts could open, not what was asked for: it adds that field itself
+  // (tests/e2e/startup_test.ts reads it in the real summary line).
   const secrets = {
     ...TEST_CONFIG,
     jwtSecret: "jwt-secret-0123456789abcdef",
