@@ -18,7 +18,11 @@ if (defaults.kind !== "config") throw new Error("The default configuration is in
 const protocol = new URL("../PROTOCOL.md", import.meta.url);
 await Deno.writeTextFile(
   protocol,
-  updateProtocolDocument(await Deno.readTextFile(protocol), defaults.config.maxTextLength),
+  updateProtocolDocument(
+    await Deno.readTextFile(protocol),
+    defaults.config.maxTextLength,
+    defaults.config.historyLimit,
+  ),
 );
 const readme = new URL("../README.md", import.meta.url);
 await Deno.writeTextFile(

@@ -14,6 +14,7 @@ import {
   clientCommandSchemas,
   CLOSE_CODE_MEANINGS,
   CloseCode,
+  DEFAULT_HISTORY_LIMIT,
   ERROR_CODES,
 } from "../lib/core/protocol.ts";
 
@@ -32,9 +33,13 @@ interface FieldSchema {
   anyOf?: FieldSchema[];
 }
 
-/** The generated Markdown, markers included. */
-export function renderProtocolTables(maxTextLength: number): string {
-  const commands = Object.values(clientCommandSchemas(maxTextLength)).map((schema) => {
+/** The generated Markdown, markers included, for the given limits (the defaults: `deno task docs`). */
+export function renderProtocolTables(
+  maxTextLength: number,
+  historyLimit: number = DEFAULT_HISTORY_LIMIT,
+): string {
+  const schemas = clientCommandSchemas(maxTextLength, historyLimit);
+  const commands = Object.values(schemas).map((schema) => {
     const json = z.toJSONSchema(schema, { io: "input" }) as {
       description?: string;
       properties: Record<string, FieldSchema>;
@@ -85,12 +90,16 @@ export function renderProtocolTables(maxTextLength: number): string {
 }
 
 /** Replaces the generated part of `document` with a fresh rendering. */
-export function updateProtocolDocument(document: string, maxTextLength: number): string {
+export function updateProtocolDocument(
+  document: string,
+  maxTextLength: number,
+  historyLimit: number = DEFAULT_HISTORY_LIMIT,
+): string {
   return replaceBetween(
     document,
     BEGIN,
     END,
-    renderProtocolTables(maxTextLength).slice(BEGIN.length, -END.length),
+    renderProtocolTables(maxTextLength, historyLimit).slice(BEGIN.length, -END.length),
   );
 }
 
