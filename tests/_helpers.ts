@@ -13,6 +13,7 @@ import type { Dialect } from "../lib/dialects/dialect.ts";
 import type { Engine } from "../lib/cluster/engine.ts";
 import { type Logger, silentLogger } from "../lib/log.ts";
 import { serveDeno } from "../lib/runtime/deno.ts";
+import type { MessageStore } from "../lib/store/store.ts";
 
 /** The configuration tests start from. */
 export const TEST_CONFIG: Config = (() => {
@@ -50,6 +51,8 @@ export function startServer(
     engine?: Engine;
     nodeId?: string;
     log?: Logger;
+    /** The history store (the app closes it); a new memory store by default. */
+    store?: MessageStore;
   } = {},
 ): TestServer {
   const config = { ...TEST_CONFIG, ...overrides };
@@ -59,6 +62,7 @@ export function startServer(
     dialects: deps.dialects,
     engine: deps.engine,
     nodeId: deps.nodeId,
+    store: deps.store,
     log: deps.log ?? (Deno.env.get("DEBUG_LOG") ? undefined : silentLogger),
   });
   const abort = new AbortController();
