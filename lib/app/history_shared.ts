@@ -17,7 +17,7 @@ import { memberCount } from "../core/channels.ts";
 import type { MessageFrame, ServerFrame } from "../core/protocol.ts";
 import type { Session } from "../core/session.ts";
 import { busOpen } from "../cluster/cluster_bus.ts";
-import type { SharedLog, SharedRecovery } from "../store/store.ts";
+import type { Page, SharedLog, SharedRecovery } from "../store/store.ts";
 import { drain } from "./commands.ts";
 import type { AppContext } from "./context.ts";
 import { publishLocal } from "./effects.ts";
@@ -42,19 +42,58 @@ export function createSharedHistory(ctx: AppContext, log: SharedLog): History {
   let queue: Waiting[] = [];
   let scheduled = false;
   let stopped = false;
-  /** Channels that got messages the log never stored: each needs a new epoch. */
-  const gapped = new Set<string>();
-  let renewing = false;
+  /**
+   * Channels that got messages the log never stored, each with its latest gap's number: each
+   * needs a new epoch before the log serves it again, or a recovery across the gap would say
+   * `recovered: true` (and a message appended meanwhile would be numbered as if none was missed).
+   */
+  const gapped = new Map<string, number>();
+  let gaps = 0;
+  /** New epochs asked for and not answered yet, by channel. */
+  const renewals = new Map<string, Promise<void>>();
 
   /** Delivers a message on this node only, unnumbered, and marks its channel's gap. */
   const deliverUnstored = ({ channel, frame, submission }: Waiting) => {
     ctx.metrics.historyFailures++;
-    gapped.add(channel);
+    gapped.set(channel, ++gaps);
     const delivered = publishLocal(ctx, channel, frame, submission.except, submission.origin);
     unstored(ctx, channel, frame.id, delivered, submission);
   };
 
+  /**
+   * Asks for `channel`'s new epoch unless it has no gap, it is asked already, or the log is
+   * out of reach; resolves once answered (`gapped` then says whether it worked).
+   */
+  const renew = (channel: string): Promise<void> => {
+    const pending = renewals.get(channel);
+    const gap = gapped.get(channel);
+    if (pending !== undefined || gap === undefined || !ctx.cluster?.up) {
+      return pending ?? Promise.resolve();
+    }
+    const renewal = log.newEpoch(channel).catch(() => false).then((done) => {
+      renewals.delete(channel);
+      // A gap made while it was asked is not covered by this epoch.
+      if (done && gapped.get(channel) === gap) gapped.delete(channel);
+    });
+    renewals.set(channel, renewal);
+    return renewal;
+  };
+
+  /** Whether the log may serve `channel` at once: no gap it does not know of, no new epoch pending. */
+  const clear = (channel: string) => !gapped.has(channel) && !renewals.has(channel);
+
+  /** Reads `channel`'s log with `use` once it knows of the channel's gap; null while it cannot. */
+  const read = <T>(channel: string, use: () => Promise<T | null>): Promise<T | null> =>
+    clear(channel) ? use() : renew(channel).then(() => gapped.has(channel) ? null : use());
+
   const append = (channel: string, batch: Waiting[]) => {
+    if (clear(channel)) return appendNow(channel, batch);
+    renew(channel).then(() =>
+      gapped.has(channel) ? batch.forEach(deliverUnstored) : appendNow(channel, batch)
+    );
+  };
+
+  const appendNow = (channel: string, batch: Waiting[]) => {
     const messages = batch.map(({ frame, submission }) => ({
       ...newMessage(frame, submission.key),
       frameOpen: JSON.stringify(frame).slice(0, -1),
@@ -83,15 +122,9 @@ export function createSharedHistory(ctx: AppContext, log: SharedLog): History {
     });
   };
 
+  // Channels nobody uses get theirs too, so a recovery on another node finds the gap.
   const renewEpochs = () => {
-    if (renewing || gapped.size === 0 || !ctx.cluster?.up) return;
-    renewing = true;
-    const channels = [...gapped];
-    Promise.all(
-      channels.map((channel) =>
-        log.newEpoch(channel).then((done) => done && gapped.delete(channel))
-      ),
-    ).finally(() => renewing = false);
+    for (const channel of gapped.keys()) renew(channel);
   };
   const stopRetries = ctx.clock.every(GAP_RETRY_MS, renewEpochs);
 
@@ -132,10 +165,13 @@ export function createSharedHistory(ctx: AppContext, log: SharedLog): History {
     join(session, effect) {
       const { channel, since } = effect;
       const release = hold(session, channel);
-      const read = since === undefined
-        ? log.latest(channel, effect.history)
-        : log.since(channel, since.epoch, since.seq, ctx.config.historyLimit);
-      read.catch(() => null).then((found) => {
+      read<Page | SharedRecovery>(
+        channel,
+        () =>
+          since === undefined
+            ? log.latest(channel, effect.history)
+            : log.since(channel, since.epoch, since.seq, ctx.config.historyLimit),
+      ).catch(() => null).then((found) => {
         const held = release();
         if (ctx.sessions.get(session.id) !== session) return;
         let frame: ServerFrame;
@@ -159,10 +195,11 @@ export function createSharedHistory(ctx: AppContext, log: SharedLog): History {
     },
     page(session, { channel, before, limit, ref }) {
       session.busy = true;
-      const read = before === undefined
-        ? log.latest(channel, limit)
-        : log.before(channel, before, limit);
-      read.catch(() => null).then((found) => {
+      read(
+        channel,
+        () =>
+          before === undefined ? log.latest(channel, limit) : log.before(channel, before, limit),
+      ).catch(() => null).then((found) => {
         if (ctx.sessions.get(session.id) !== session) return;
         reply(
           ctx,
