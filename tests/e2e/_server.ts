@@ -16,19 +16,40 @@ const ROOT = new URL("../../", import.meta.url);
  */
 export const TARGET = Deno.env.get("HUBBUB_TARGET") ?? "deno";
 
-function targetCommand(): string[] {
-  if (TARGET === "deno") return [Deno.execPath(), "run", "--allow-net", "--allow-env", "main.ts"];
+/** On Deno, `dirs` are granted for reading and writing, as a user grants a `--data-dir`. */
+function targetCommand(dirs: readonly string[] = []): string[] {
+  if (TARGET === "deno") {
+    const files = dirs.length === 0
+      ? []
+      : [`--allow-read=${dirs.join(",")}`, `--allow-write=${dirs.join(",")}`];
+    return [Deno.execPath(), "run", "--allow-net", "--allow-env", ...files, "main.ts"];
+  }
   if (TARGET === "bun") return ["bun", "main.ts"];
   return [new URL(TARGET, ROOT).pathname];
 }
 
-/** The server command with `args`, its output piped; `maxFiles` caps its descriptors. */
+/**
+ * `args` with `--data-dir none` (history in memory) unless they or the environment name a data
+ * directory: the default `./data` would leave a database in the repository (Bun, binaries) or
+ * an error line in every log (Deno without write permission).
+ */
+function withDataDir(args: string[], env: Record<string, string>): string[] {
+  const named = args.some((arg) => arg === "--data-dir" || arg.startsWith("--data-dir=")) ||
+    ["HUBBUB_DATA_DIR", "DATA_DIR"].some((name) => name in env || Deno.env.has(name));
+  return named ? args : [...args, "--data-dir", "none"];
+}
+
+/**
+ * The server command with `args` (with no data directory unless they name one), its output
+ * piped; `maxFiles` caps its descriptors, and on Deno `allowDirs` may be read and written (a
+ * history `--data-dir`).
+ */
 export function hubbub(
   args: string[],
   env: Record<string, string> = {},
-  { maxFiles }: { maxFiles?: number } = {},
+  { maxFiles, allowDirs }: { maxFiles?: number; allowDirs?: readonly string[] } = {},
 ): Deno.Command {
-  const command = [...targetCommand(), ...args];
+  const command = [...targetCommand(allowDirs), ...withDataDir(args, env)];
   if (maxFiles !== undefined) command.unshift("prlimit", `--nofile=${maxFiles}`);
   return new Deno.Command(command[0], {
     args: command.slice(1),
@@ -81,12 +102,21 @@ export interface SpawnedServer extends AsyncDisposable {
   stop(): Promise<void>;
 }
 
-/** Starts `main.ts` on `port` (0: a free one) and resolves once it prints its listening line. */
+/**
+ * Starts `main.ts` on `port` (0: a free one) and resolves once it prints its listening line;
+ * on Deno it may read and write `allowDirs`.
+ */
 export async function spawnServer(
-  { port = 0, args = [], maxFiles }: { port?: number; args?: string[]; maxFiles?: number } = {},
+  { port = 0, args = [], maxFiles, allowDirs }: {
+    port?: number;
+    args?: string[];
+    maxFiles?: number;
+    allowDirs?: readonly string[];
+  } = {},
 ): Promise<SpawnedServer> {
   const child = hubbub(["--port", String(port), "--hostname", "127.0.0.1", ...args], {}, {
     maxFiles,
+    allowDirs,
   })
     .spawn();
   // Read from the start, so that a chatty process cannot block on a full pipe.

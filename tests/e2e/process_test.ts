@@ -7,20 +7,47 @@ import { openClient, withTimeout } from "../_helpers.ts";
 import { runHubbub, spawnServer, TARGET } from "./_server.ts";
 
 Deno.test("process: serves the client and chat without read permission; SIGTERM closes with 1012", async () => {
-  await using server = await spawnServer();
+  // On Deno, the default data directory, which this process may neither read nor write. Bun and
+  // binaries have no permissions to withhold: a directory nobody can create fails the same way.
+  const dataDir = TARGET === "deno" ? "./data" : "/dev/null/hubbub-data";
+  await using server = await spawnServer({ args: ["--data-dir", dataDir] });
   const page = await fetch(`${server.url}/`);
   assert.equal(page.status, 200);
   assert.match(await page.text(), /<html/i);
   const client = await openClient(server.wsUrl);
   assert.equal(client.hello.type, "hello");
   await client.login("procuser");
+  // History falls back to memory and still works: stored, numbered, shown to a later join.
+  await client.join("room");
+  client.send({ type: "broadcast", channel: "room", text: "kept in memory", ref: "b" });
+  const message = await client.nextOf("message");
+  assert.equal(message.seq, 1);
+  assert.deepEqual(await client.next(), {
+    type: "sent",
+    channel: "room",
+    id: message.id,
+    seq: 1,
+    ref: "b",
+  });
+  client.send({ type: "join", channel: "room", history: 5 });
+  assert.deepEqual((await client.nextOf("joined")).messages, [message]);
   server.child.kill("SIGTERM");
   const closed = await client.closed;
   assert.equal(closed.code, 1012);
   const status = await server.child.status;
   assert.equal(status.code, 0);
   assert.match(await server.stdout, /SIGTERM/);
-  assert.doesNotMatch(await server.stderr, /PermissionDenied|NotCapable/);
+  assert.match(await server.stdout, /listening on .* store=memory/);
+  const stderr = await server.stderr;
+  // One error line says why history will not survive a restart; nothing crashed or leaked.
+  assert.match(
+    stderr,
+    new RegExp(
+      `ERROR history: cannot use the data directory; keeping history in memory only data_dir=${dataDir}`,
+    ),
+  );
+  assert.equal(stderr.trim().split("\n").length, 1, stderr);
+  assert.doesNotMatch(stderr, /PermissionDenied|NotCapable/);
 });
 
 Deno.test("process: --help lists the options and exits 0", async () => {
