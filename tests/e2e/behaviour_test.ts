@@ -46,12 +46,26 @@ Deno.test(`behaviour (${TARGET}): every command row of the protocol`, async () =
     await bob.login("bob");
     await carol.login("carol");
     alice.send({ type: "join", channel: "room" });
-    assert.deepEqual(await alice.next(), { type: "joined", channel: "room", members: ["alice"] });
+    const joined = await alice.next();
+    const { epoch } = joined;
+    assert.match(epoch, /^.+$/);
+    // A channel nobody has written to: seq 0 and nothing to show.
+    assert.deepEqual(joined, {
+      type: "joined",
+      channel: "room",
+      members: ["alice"],
+      epoch,
+      seq: 0,
+      messages: [],
+    });
     bob.send({ type: "join", channel: "room", ref: "b" });
     assert.deepEqual(await bob.next(), {
       type: "joined",
       channel: "room",
       members: ["alice", "bob"],
+      epoch,
+      seq: 0,
+      messages: [],
       ref: "b",
     });
     assert.deepEqual(await alice.next(), {
@@ -70,6 +84,23 @@ Deno.test(`behaviour (${TARGET}): every command row of the protocol`, async () =
       ["message", "room", "bob", "<b>hi</b>"],
     );
     assert.match(toAlice.ts, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    assert.equal(toAlice.seq, 1);
+
+    // A ref asks for `sent`; a key sent again is acknowledged as the first and not published.
+    bob.send({ type: "broadcast", channel: "room", text: "once", key: "k1", ref: "s1" });
+    const once = await alice.next();
+    assert.deepEqual([once.type, once.text, once.seq], ["message", "once", 2]);
+    assert.deepEqual(await bob.next(), once);
+    const sent = { type: "sent", channel: "room", id: once.id, seq: 2 };
+    assert.deepEqual(await bob.next(), { ...sent, ref: "s1" });
+    bob.send({ type: "broadcast", channel: "room", text: "once", key: "k1", ref: "s2" });
+    assert.deepEqual(await bob.next(), { ...sent, ref: "s2" });
+    alice.send({ type: "history", channel: "room", before: 2, limit: 5, ref: "h" });
+    assert.deepEqual(
+      await alice.next(),
+      { type: "history", channel: "room", epoch, messages: [toAlice], ref: "h" },
+      "alice got no second copy of the keyed message",
+    );
 
     carol.send({ type: "channels" });
     assert.deepEqual(await carol.next(), {
@@ -84,6 +115,21 @@ Deno.test(`behaviour (${TARGET}): every command row of the protocol`, async () =
       event: "leave",
       name: "bob",
     });
+    alice.send({ type: "broadcast", channel: "room", text: "while bob was away" });
+    const missed = await alice.next();
+    // Back with `since`: exactly what was said after seq 2, and the promise that it is all.
+    bob.send({ type: "join", channel: "room", since: { epoch, seq: 2 } });
+    assert.deepEqual(await bob.next(), {
+      type: "joined",
+      channel: "room",
+      members: ["alice", "bob"],
+      epoch,
+      seq: 3,
+      messages: [missed],
+      recovered: true,
+    });
+    assert.equal(missed.seq, 3);
+    assert.equal((await alice.next()).event, "join");
     alice.send({ type: "logout" });
     assert.deepEqual(await alice.next(), { type: "logged_out" });
     carol.send({ type: "ping", ref: 9 });
@@ -116,6 +162,12 @@ Deno.test(`behaviour (${TARGET}): error codes, and the connection stays open`, a
         channel: "c",
         text: "x",
       }, "not_joined"],
+      [
+        "history needs membership",
+        [{ type: "login", name: "e4" }],
+        { type: "history", channel: "c" },
+        "not_joined",
+      ],
       ["too_large", [{ type: "login", name: "e3" }, { type: "join", channel: "c" }], {
         type: "broadcast",
         channel: "c",
@@ -308,8 +360,15 @@ Deno.test(`behaviour (${TARGET}): the API posts into a channel and kicks a user`
         messages: [{ channel: "news", text: "one" }, { channel: "news", text: "two" }],
       }),
     });
-    assert.deepEqual([posted.status, await posted.json()], [202, { delivered: 4 }]);
-    assert.deepEqual([(await bob.next()).text, (await bob.next()).text], ["one", "two"]);
+    const body = await posted.json();
+    assert.equal(posted.status, 202);
+    // Stored under the ids the members get, as the channel's first and second messages.
+    const [one, two] = [await bob.next(), await bob.next()];
+    assert.deepEqual([one.text, two.text], ["one", "two"]);
+    assert.deepEqual(body, {
+      delivered: 4,
+      messages: [{ id: one.id, seq: 1 }, { id: two.id, seq: 2 }],
+    });
     const kicked = await fetch(`${server.url}/api/disconnect`, {
       method: "POST",
       headers,

@@ -60,9 +60,13 @@ class Lines {
   }
 }
 
-/** A running hubbub whose stdout and stderr are read line by line. */
-function start(args: string[], env: Record<string, string> = {}) {
-  const child = hubbub(args, env).spawn();
+/** A running hubbub whose stdout and stderr are read line by line; on Deno it may use `allowDirs`. */
+function start(
+  args: string[],
+  env: Record<string, string> = {},
+  allowDirs: readonly string[] = [],
+) {
+  const child = hubbub(args, env, { allowDirs }).spawn();
   const stdout = new Lines(child.stdout);
   const stderr = new Lines(child.stderr);
   return {
@@ -239,4 +243,27 @@ Deno.test("startup: Redis unreachable at start is logged once, and so is every c
   await server.stdout.waitFor(/INFO +cluster: connected to redis/, up.index + 1);
   // Said once while it was retrying, however many retries failed.
   assert.equal(server.stderr.lines.filter((line) => line.includes("cannot reach")).length, 1);
+});
+
+Deno.test("startup: the summary names the history store it opened", async (t) => {
+  await t.step("--data-dir none: memory", async () => {
+    await using server = start(["--port", "0", "--hostname", "127.0.0.1", "--data-dir", "none"]);
+    assert.match((await server.stdout.waitFor(/listening on/)).line, / store=memory( |$)/);
+  });
+  await t.step("a directory it may write: SQLite in it, created with its parents", async () => {
+    const root = await Deno.makeTempDir({ prefix: "hubbub-startup-" });
+    try {
+      const dataDir = `${root}/nested/data`;
+      await using server = start(
+        ["--port", "0", "--hostname", "127.0.0.1", "--data-dir", dataDir],
+        {},
+        [root],
+      );
+      const { line } = await server.stdout.waitFor(/listening on/);
+      assert.ok(line.includes(` store=sqlite:${dataDir}/history.db`), line);
+      assert.ok((await Deno.stat(`${dataDir}/history.db`)).isFile);
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  });
 });
