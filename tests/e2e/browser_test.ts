@@ -2,69 +2,19 @@
 // client (static/) in headless Chromium (see _browser.ts for what that needs).
 
 import assert from "node:assert/strict";
-import { Browser, eventually, type Page } from "./_browser.ts";
+import { Browser, eventually } from "./_browser.ts";
+import {
+  join,
+  lastMessage,
+  listedCount,
+  members,
+  openUser,
+  RECONNECT_TIMEOUT_MS,
+  statusOf,
+} from "./_chat.ts";
 import { type SpawnedServer, spawnServer } from "./_server.ts";
 
-/** The reconnect back-off may be a few seconds deep when the server comes back. */
-const RECONNECT_TIMEOUT_MS = 20_000;
-
 const XSS = `<img src=x onerror="window.__xss=1">hi`;
-
-// ------------------------------------------------------- chat client helpers
-
-/** Loads the client, logs in and waits for the server's welcome. */
-async function openUser(browser: Browser, server: SpawnedServer, name: string): Promise<Page> {
-  const page = await browser.newPage(name);
-  await page.goto(`${server.url}/`);
-  await eventually(name, "the connection status to be online", () => statusOf(page), "online");
-  await page.fill("#name", name);
-  await page.click("#login");
-  await eventually(name, `to be signed in as ${name}`, () => page.text("#me"), name);
-  return page;
-}
-
-/** Joins a channel with the text box and waits until it is the active one. */
-async function join(page: Page, channel: string) {
-  await page.fill("#channel", channel);
-  await page.click("#join");
-  await eventually(
-    page.name,
-    `#${channel} to become the active channel`,
-    () => page.attr("#active-channel", "data-channel"),
-    channel,
-  );
-}
-
-function statusOf(page: Page) {
-  return page.attr("#status", "data-state");
-}
-
-/** Names in the members pane of the active channel, sorted. */
-function members(page: Page): Promise<string[]> {
-  return page.call(`() => [...document.querySelectorAll("#members li")]
-    .map((li) => li.dataset.name).sort()`);
-}
-
-/** Member count shown for a channel in the channel list, or null if not listed. */
-function listedCount(page: Page, channel: string): Promise<string | null> {
-  return page.call(
-    `(channel) => [...document.querySelectorAll("#channels li")]
-      .find((li) => li.dataset.channel === channel)?.dataset.members ?? null`,
-    channel,
-  );
-}
-
-/** The last chat message (not a notice) shown in the active channel. */
-function lastMessage(page: Page) {
-  return page.call(`() => {
-    const li = [...document.querySelectorAll("#messages li.message")].pop();
-    return li ? {
-      from: li.dataset.from,
-      sender: li.querySelector(".from")?.textContent,
-      text: li.querySelector(".text")?.textContent,
-    } : null;
-  }`);
-}
 
 /** Runs `body` with a browser and a server, and always tears both down. */
 async function withSetup(body: (server: SpawnedServer, browser: Browser) => Promise<void>) {
