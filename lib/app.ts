@@ -73,6 +73,7 @@ export function createApp(config: Config, deps: AppDeps): App {
     end: (id, code, reason) => end(ctx, id, code, reason),
     publishLocal: (channel, frame, except, origin) =>
       publishLocal(ctx, channel, frame, except, origin),
+    reconnected: () => ctx.history.reconnected?.(),
   });
   ctx.history = ctx.cluster !== null && deps.engine?.log !== undefined
     ? createSharedHistory(ctx, deps.engine.log)

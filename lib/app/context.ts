@@ -70,6 +70,8 @@ export interface ContextHooks {
   end(id: SessionId, code: number, reason: string): void;
   /** Publishes to a channel's members on this node. */
   publishLocal(channel: string, frame: ServerFrame, except?: SessionId, origin?: Origin): number;
+  /** The cluster's engine is connected again. */
+  reconnected(): void;
 }
 
 /** The app's shared state. Fields that change are marked as such; the rest are set once. */
@@ -175,6 +177,7 @@ export function createContext(
       if (id !== undefined) hooks.end(id, CloseCode.Kicked, "Removed by an operator");
     },
     log,
+    reconnected: () => hooks.reconnected(),
   });
   if (cluster !== null) {
     core.registry.watcher = {

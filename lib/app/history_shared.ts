@@ -228,6 +228,8 @@ export function createSharedHistory(ctx: AppContext, log: SharedLog): History {
       queue = [];
       for (const [channel, batch] of byChannel) append(channel, batch);
     },
+    // At once, not at the next retry: until then a recovery on another node cannot see the gap.
+    reconnected: renewEpochs,
     // Reachability is the cluster's readiness check already.
     ready: () => true,
     stop() {

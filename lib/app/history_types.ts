@@ -41,6 +41,8 @@ export interface History {
   page(session: Session, effect: HistoryEffect): void;
   /** Stores and delivers what waits, now. */
   flush(): void;
+  /** The cluster's store is reachable again (shared logs: channels with a gap get their new epoch now). */
+  reconnected?(): void;
   /** Whether the last write reached the store (a `/readyz` check). */
   ready(): boolean;
   /** Flushes, stops timers and closes the store. */

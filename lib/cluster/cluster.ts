@@ -53,6 +53,8 @@ export interface ClusterOptions {
   kick(key: string): void;
   /** Where cluster events are logged. */
   log: Logger;
+  /** The engine is connected (again): what waited for the shared store may go ahead. */
+  reconnected?(): void;
 }
 
 /** This node's view of the cluster. */
@@ -391,6 +393,7 @@ export function createCluster(options: ClusterOptions): Cluster {
       // What we missed of the others (they re-assert, then answer), then what they missed of us.
       send({ t: "hello" });
       reassert();
+      options.reconnected?.();
     },
     down(reason) {
       if (stopped) return;

@@ -365,3 +365,13 @@ Deno.test("history cluster: right after the log is back, the first message on th
   assert.notEqual(back.epoch, mark.epoch);
   assert.deepEqual(brief(back.messages.at(-1)), brief(after));
 });
+
+Deno.test("history cluster: right after the log is back, a recovery on another node, with nothing sent since, is not recovered either", async () => {
+  const { c, carol, mark } = await gapped();
+  await using _ = c;
+  // No retry has run and nobody sent anything: only the node that delivered the gap knows of it,
+  // and it renews the epoch the moment its engine is back.
+  const back = await join(carol, "room", { since: mark, history: 5 });
+  assert.equal(back.recovered, false, "another node hid the gap");
+  assert.notEqual(back.epoch, mark.epoch);
+});
