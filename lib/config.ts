@@ -66,6 +66,13 @@ export interface Config {
   redisUrl: string | null;
   /** The prefix of every Redis key and channel, so clusters can share one Redis. */
   redisPrefix: string;
+  /**
+   * What nodes share: `auto` (Redis when `redisUrl` is set, Deno KV on Deno
+   * Deploy, else nothing), `memory` (a lone node), `redis` or `kv`.
+   */
+  engine: EngineChoice;
+  /** The Deno KV database of `engine: kv`; null: the runtime's default (the only one on Deploy). */
+  kvPath: string | null;
   /** Seconds a name claim (and a silent node's members) outlive a node that stops renewing them. */
   nameLease: number;
   /** The directory of the history database; null: history lives in memory (`--data-dir none`). */
@@ -83,6 +90,12 @@ export interface Config {
   /** The least severe level logged. */
   logLevel: Level;
 }
+
+/** The values of `--engine`. */
+export const ENGINE_CHOICES = ["auto", "memory", "redis", "kv"] as const;
+
+/** A value of `--engine`. */
+export type EngineChoice = typeof ENGINE_CHOICES[number];
 
 interface Option<K extends keyof Config> {
   key: K;
@@ -487,6 +500,24 @@ const TRAILING_OPTIONS = [
     schema: z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, "expected 1-64 of A-Z a-z 0-9 _ . : -"),
   }),
   option({
+    key: "engine",
+    flag: "engine",
+    env: "HUBBUB_ENGINE",
+    fallback: "auto",
+    description:
+      "What nodes share: auto (redis with --redis-url, kv on Deno Deploy, else memory), memory, redis or kv (Deno KV)",
+    schema: z.enum(ENGINE_CHOICES, "expected auto, memory, redis or kv"),
+  }),
+  option({
+    key: "kvPath",
+    flag: "kv-path",
+    env: "HUBBUB_KV_PATH",
+    fallback: null,
+    description:
+      "Deno KV database of --engine kv, shared by every worker (default: the runtime's own)",
+    schema: z.string().trim().min(1, "expected a file path"),
+  }),
+  option({
     key: "nameLease",
     flag: "name-lease",
     env: "HUBBUB_NAME_LEASE",
@@ -633,6 +664,9 @@ export function parseConfig(
       kind: "error",
       message: `Choose one of ${flags.join(", ")}: each sets where login tokens are verified`,
     };
+  }
+  if (config.engine === "redis" && config.redisUrl === null) {
+    return { kind: "error", message: "--engine redis needs --redis-url" };
   }
   const clash = portClash(config as unknown as Config, sources);
   if (clash !== null) return { kind: "error", message: clash };
@@ -784,4 +818,11 @@ export function configTable(dialects: readonly DialectListing[]): string {
     return `| \`--${o.flag}\` | ${env} | ${fallback} | ${o.description} |`;
   });
   return ["| flag | environment | default | meaning |", "|---|---|---|---|", ...rows].join("\n");
+}
+
+/** The engine `--engine` resolves to: `auto` is Redis with a URL, Deno KV on Deno Deploy, else memory. */
+export function chosenEngine(config: Config, onDeploy: boolean): Exclude<EngineChoice, "auto"> {
+  if (config.engine !== "auto") return config.engine;
+  if (config.redisUrl !== null) return "redis";
+  return onDeploy ? "kv" : "memory";
 }

@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { type Config, configOptions, configTable, helpText, parseConfig } from "../lib/config.ts";
+import {
+  chosenEngine,
+  type Config,
+  configOptions,
+  configTable,
+  helpText,
+  parseConfig,
+} from "../lib/config.ts";
 import { DIALECTS } from "../lib/dialects/index.ts";
 
 Deno.test("config: defaults need no flags and no environment", () => {
@@ -39,6 +46,8 @@ Deno.test("config: defaults need no flags and no environment", () => {
       broadcastingKey: null,
       redisUrl: null,
       redisPrefix: "hubbub",
+      engine: "auto",
+      kvPath: null,
       nameLease: 30,
       dataDir: "./data",
       historySize: 1000,
@@ -294,4 +303,22 @@ Deno.test("config: --dialect names one of the dialects it is handed, not a list 
     message: 'Invalid --dialect "wschat": unknown dialect "wschat"; known: echo',
   });
   assert.ok(helpText(echo).includes("echo=9999"));
+});
+
+Deno.test("config: --engine auto is redis with a URL, kv on Deno Deploy, else memory; redis needs a URL", () => {
+  const parsed = (args: string[]) => {
+    const result = parseConfig(args, {}, DIALECTS);
+    if (result.kind !== "config") throw new Error(`not a config: ${JSON.stringify(result)}`);
+    return result.config;
+  };
+  assert.equal(chosenEngine(parsed([]), false), "memory");
+  assert.equal(chosenEngine(parsed([]), true), "kv");
+  assert.equal(chosenEngine(parsed(["--redis-url", "redis://127.0.0.1:6379"]), true), "redis");
+  assert.equal(chosenEngine(parsed(["--engine", "kv", "--kv-path", "/tmp/x.db"]), false), "kv");
+  assert.equal(parsed(["--engine", "kv", "--kv-path", "/tmp/x.db"]).kvPath, "/tmp/x.db");
+  assert.equal(chosenEngine(parsed(["--engine", "memory"]), true), "memory");
+  const refused = parseConfig(["--engine", "redis"], {}, DIALECTS);
+  assert.equal(refused.kind, "error");
+  assert.match((refused as { message: string }).message, /--engine redis needs --redis-url/);
+  assert.equal(parseConfig(["--engine", "etcd"], {}, DIALECTS).kind, "error");
 });
