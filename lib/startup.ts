@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { Config } from "./config.ts";
+import { chosenEngine, type Config, type EngineChoice } from "./config.ts";
 import type { LogFields } from "./log.ts";
 import type { ListenError } from "./runtime/types.ts";
 
@@ -17,8 +17,14 @@ export function authMode(config: Config): "none" | "jwt-secret" | "jwt-public-ke
   return "none";
 }
 
-/** The start-up summary's fields: what is switched on, with no key, secret or password. */
-export function startupFields(config: Config): LogFields {
+/**
+ * The start-up summary's fields: what is switched on, with no key, secret or
+ * password; `engine` is the one `--engine` resolved to (off Deno Deploy by default).
+ */
+export function startupFields(
+  config: Config,
+  engine: Exclude<EngineChoice, "auto"> = chosenEngine(config, false),
+): LogFields {
   return {
     auth: authMode(config),
     // GarinChat's own secret, only where a GarinChat listener could use it.
@@ -32,8 +38,10 @@ export function startupFields(config: Config): LogFields {
       : config.allowedOrigins.includes("*")
       ? "any"
       : config.allowedOrigins.join(","),
-    engine: config.redisUrl === null ? "memory" : "redis",
-    redis: config.redisUrl === null ? undefined : withoutCredentials(config.redisUrl),
+    engine,
+    redis: engine !== "redis" || config.redisUrl === null
+      ? undefined
+      : withoutCredentials(config.redisUrl),
     log_level: config.logLevel,
   };
 }

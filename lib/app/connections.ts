@@ -81,6 +81,8 @@ export function openConnection(ctx: AppContext, socket: Socket, upgrade: Upgrade
         protocol: PROTOCOL_VERSION,
         server: "hubbub",
         version: ctx.version,
+        // Which node of a cluster a client reached, for its logs and for support.
+        ...(ctx.cluster !== null && { node: ctx.nodeId }),
       },
     }], id);
   }

@@ -227,7 +227,8 @@ export type CloseCode = typeof CloseCode[keyof typeof CloseCode];
 
 /** Every frame the server sends. */
 export type ServerFrame =
-  | { type: "hello"; protocol: number; server: "hubbub"; version: string }
+  /** `node`: in a cluster (a shared engine), the node that serves this connection. */
+  | { type: "hello"; protocol: number; server: "hubbub"; version: string; node?: string }
   | { type: "welcome"; name: string; ref?: Ref }
   | { type: "refreshed"; expires: string; ref?: Ref }
   | { type: "logged_out"; ref?: Ref }

@@ -8,6 +8,7 @@ import type { App, Connection } from "../app.ts";
 import type { Upgrade } from "../http/http.ts";
 import { CloseCode } from "../core/protocol.ts";
 import type { Socket } from "../core/socket.ts";
+import type { Level } from "../log.ts";
 import type { ListenError, RunningServer, Runtime, ServeOptions } from "./types.ts";
 
 /** How long to wait before listening again after the listener failed (e.g. out of file descriptors). */
@@ -19,9 +20,19 @@ const RELISTEN_GIVE_UP_MS = 60_000;
 /** The longest a socket the server closes goes on reading what its client had already sent. */
 const CLOSE_LINGER_MS = 1000;
 
-/** Serves `app` with `Deno.serve`; recovers the listener when accepting fails. */
-export function serveDeno(app: App, options: ServeOptions): RunningServer {
-  const handler = async (request: Request, info: Deno.ServeHandlerInfo) => {
+/** What the request handler needs to know of its listener. */
+export type HandlerOptions = Pick<ServeOptions, "pingTimeout" | "listener">;
+
+/**
+ * The `Deno.serve` handler that feeds `app`: plain requests, and upgrades
+ * to WebSockets bound to the app. `serveDeno` listens with it; under `deno
+ * serve`, `serve.ts` exports it as the default export's `fetch`.
+ */
+export function denoHandler(
+  app: App,
+  options: HandlerOptions,
+): (request: Request, info: Deno.ServeHandlerInfo) => Promise<Response> {
+  return async (request, info) => {
     // Deno watches for the client leaving only once the signal is read, so read it first.
     const signal = request.headers.has("upgrade") ? request.signal : undefined;
     const answer = await app.fetch(request, {
@@ -55,7 +66,11 @@ export function serveDeno(app: App, options: ServeOptions): RunningServer {
     }
     return upgraded.response;
   };
+}
 
+/** Serves `app` with `Deno.serve`; recovers the listener when accepting fails. */
+export function serveDeno(app: App, options: ServeOptions): RunningServer {
+  const handler = denoHandler(app, options);
   let stopped = false;
   let failingSince: number | null = null;
   const { promise: finished, resolve: finish } = Promise.withResolvers<void>();
@@ -205,6 +220,21 @@ export function denoListenError(error: unknown): ListenError {
   if (error instanceof Deno.errors.PermissionDenied) return { listenError: "denied", detail };
   if (error instanceof Deno.errors.AddrNotAvailable) return { listenError: "unavailable", detail };
   return { listenError: "other", detail };
+}
+
+const lineEncoder = new TextEncoder();
+
+/**
+ * Writes one log line to stdout (debug, info) or stderr in one write, past
+ * the console: `deno serve --parallel` starts each line a worker writes to
+ * the console with the worker's name, which would spoil a JSON line.
+ */
+export function denoLineWriter(level: Level, line: string): void {
+  const stream = level === "debug" || level === "info" ? Deno.stdout : Deno.stderr;
+  const bytes = lineEncoder.encode(`${line}\n`);
+  for (let written = 0; written < bytes.length;) {
+    written += stream.writeSync(bytes.subarray(written));
+  }
 }
 
 /** The Deno runtime. */

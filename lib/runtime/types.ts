@@ -5,7 +5,9 @@
  * @module
  */
 import type { App } from "../app.ts";
+import type { Engine } from "../cluster/engine.ts";
 import type { HubFactory } from "../delivery/hub.ts";
+import type { Logger } from "../log.ts";
 
 /** Where and how to listen. */
 export interface ServeOptions {
@@ -51,7 +53,20 @@ export interface Runtime {
   hub?: HubFactory;
   /** The process's resident memory in bytes. */
   residentBytes(): number;
+  /** Opens the Deno KV engine (`--engine kv`); absent where there is no Deno KV. */
+  openKvEngine?(options: KvEngineOptions): Promise<{ engine: Engine } | { message: string }>;
   /** Calls `handler` once on SIGINT or SIGTERM. */
   onShutdownSignal(handler: (signal: string) => void): void;
   exit(code: number): never;
+}
+
+/** What the Deno KV engine is opened with. */
+export interface KvEngineOptions {
+  /** The database file; null: the runtime's own (the only one on Deno Deploy). */
+  path: string | null;
+  /** Prefix of every key, so that clusters can share one database. */
+  prefix: string;
+  /** Per-channel limits of the shared history. */
+  history: { maxPerChannel: number; ttlMs: number };
+  log: Logger;
 }
