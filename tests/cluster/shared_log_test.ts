@@ -1,8 +1,9 @@
 /**
  * The history every node of a cluster shares (`SharedLog`): one contract run
  * against the Redis log (lib/cluster/history_redis.ts, on a private
- * redis-server) and its in-process double (lib/cluster/history_memory.ts,
- * the `log` of a memory cluster's engines), then what is particular to each.
+ * redis-server), its in-process double (lib/cluster/history_memory.ts,
+ * the `log` of a memory cluster's engines) and the Deno KV log
+ * (lib/cluster/history_kv.ts), then what is particular to each.
  * What was published is read the way nodes read it: a real ioredis
  * subscriber, or a memory engine's listener.
  */
@@ -16,12 +17,14 @@ import {
   type EngineListener,
   type MemoryCluster,
 } from "../../lib/cluster/engine.ts";
+import { createKvEngine } from "../../lib/cluster/engine_kv.ts";
 import { createRedisEngine } from "../../lib/cluster/engine_redis.ts";
 import { createRedisLog } from "../../lib/cluster/history_redis.ts";
 import { createManualClock } from "../../lib/core/clock.ts";
 import type { SharedLog, SharedMessage, StoredMessage } from "../../lib/store/store.ts";
 import { withTimeout } from "../_helpers.ts";
 import { startRedis, type TestRedis } from "../e2e/_redis.ts";
+import { cuttable, kvDir } from "./_kv.ts";
 
 /** The contract's history keeps this many messages per channel. */
 const MAX = 5;
@@ -691,4 +694,51 @@ Deno.test("shared log (Redis): the Redis engine carries the log, and hears its o
   } finally {
     await engine.stop();
   }
+});
+
+/** Three KV engines on one store file (a, b, and one that watches the bus), each with its own handle. */
+async function kvSubject(): Promise<Subject> {
+  const dir = await kvDir();
+  let generation = 0;
+  const open = () => Deno.openKv(dir.path(`store${generation}`));
+  const handles = [cuttable(await open()), cuttable(await open()), cuttable(await open())];
+  const engines = handles.map((kv) =>
+    createKvEngine({ kv, prefix: PREFIX, history: { maxPerChannel: MAX, ttlMs: TTL_MS } })
+  );
+  const nodes = engines.map((engine) => {
+    const payloads = inbox();
+    const ups = inbox();
+    engine.start({ message: payloads.push, up: () => ups.push("up"), down() {} });
+    return { payloads, ups };
+  });
+  await Promise.all(nodes.map((node) => node.ups.next("the engine to start")));
+  let cut = false;
+  const cutOff = () => {
+    cut = true;
+    for (const kv of handles) kv.cut();
+    return Promise.resolve();
+  };
+  return {
+    a: engines[0].log!,
+    b: engines[1].log!,
+    next: async () => decoded(await nodes[2].payloads.next()),
+    cut: cutOff,
+    async restart() {
+      if (!cut) await cutOff();
+      generation++;
+      for (const kv of handles) kv.restore(await open());
+      cut = false;
+      await Promise.all(nodes.map((node) => node.ups.next("the engine to come back")));
+    },
+    async [Symbol.asyncDispose]() {
+      for (const engine of engines) await engine.stop();
+      for (const kv of handles) kv[Symbol.dispose]();
+      await dir[Symbol.asyncDispose]();
+    },
+  };
+}
+
+Deno.test("shared log contract: Deno KV (three engines on one store file)", async (t) => {
+  await using subject = await kvSubject();
+  await contract(t, subject);
 });
