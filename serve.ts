@@ -14,7 +14,12 @@
  *
  * @module
  */
-import { denoHandler, denoLineWriter, denoRuntime } from "./lib/runtime/deno.ts";
+import {
+  denoHandler,
+  denoLineWriter,
+  denoRuntime,
+  holdServeSignalListeners,
+} from "./lib/runtime/deno.ts";
 import { startHubbub } from "./lib/runtime/start.ts";
 
 const hubbub = await startHubbub(denoRuntime, {
@@ -23,6 +28,9 @@ const hubbub = await startHubbub(denoRuntime, {
   write: (format) => format === "json" ? denoLineWriter : undefined,
   workers: `hubbub:workers:${Deno.pid}`,
 });
+
+// After hubbub's own: deno serve's would close every socket with 1001 and never end the process.
+holdServeSignalListeners();
 
 export default {
   fetch: denoHandler(hubbub.app, { pingTimeout: hubbub.config.pingTimeout }),

@@ -4,12 +4,21 @@
  *
  * @module
  */
+import { dirname } from "node:path";
 import type { App, Connection } from "../app.ts";
+import { createKvEngine } from "../cluster/engine_kv.ts";
 import type { Upgrade } from "../http/http.ts";
+import type { Engine } from "../cluster/engine.ts";
 import { CloseCode } from "../core/protocol.ts";
 import type { Socket } from "../core/socket.ts";
 import type { Level } from "../log.ts";
-import type { ListenError, RunningServer, Runtime, ServeOptions } from "./types.ts";
+import type {
+  KvEngineOptions,
+  ListenError,
+  RunningServer,
+  Runtime,
+  ServeOptions,
+} from "./types.ts";
 
 /** How long to wait before listening again after the listener failed (e.g. out of file descriptors). */
 const RELISTEN_DELAY_MS = 1000;
@@ -237,6 +246,66 @@ export function denoLineWriter(level: Level, line: string): void {
   }
 }
 
+/**
+ * Opens the Deno KV database at `path` (the runtime's own when null, as on
+ * Deno Deploy) and the engine on it, with a `BroadcastChannel` as its fast
+ * path to the other workers of this process; stopping the engine closes
+ * the database.
+ */
+export async function openDenoKvEngine(
+  { path, prefix, history }: KvEngineOptions,
+): Promise<{ engine: Engine } | { message: string }> {
+  if (typeof Deno.openKv !== "function") {
+    return {
+      message:
+        'Deno KV is not available: run with --unstable-kv, or keep "unstable": ["kv"] in deno.json',
+    };
+  }
+  let kv: Deno.Kv;
+  try {
+    // Deno.openKv creates the file, not the directory it goes in.
+    if (path !== null && path !== ":memory:") Deno.mkdirSync(dirname(path), { recursive: true });
+    kv = await Deno.openKv(path ?? undefined);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    return {
+      message: `Cannot open the Deno KV database${path === null ? "" : ` "${path}"`}: ${reason}`,
+    };
+  }
+  const engine = createKvEngine({
+    kv,
+    prefix,
+    history,
+    fastPath: new BroadcastChannel(`hubbub:${prefix}`),
+  });
+  return {
+    engine: {
+      ...engine,
+      async stop() {
+        await engine.stop();
+        kv.close();
+      },
+    },
+  };
+}
+
+/**
+ * Keeps `deno serve` from handling SIGINT and SIGTERM itself. Once the
+ * module is loaded, deno serve adds a listener for each that shuts its
+ * server down at once, which closes every WebSocket with 1001 before
+ * hubbub's 1012 goes out, and leaves a worker whose timers still run alive:
+ * the process then seems to ignore SIGTERM. Listeners for those signals
+ * added after this call are kept and never added: hubbub's own (added
+ * before) closes the sockets and ends the process.
+ */
+export function holdServeSignalListeners(): void {
+  const add = Deno.addSignalListener;
+  Deno.addSignalListener = (signal, handler) => {
+    if (signal === "SIGINT" || signal === "SIGTERM") return;
+    add(signal, handler);
+  };
+}
+
 /** The Deno runtime. */
 export const denoRuntime: Runtime = {
   name: "deno",
@@ -250,6 +319,7 @@ export const denoRuntime: Runtime = {
     }
   },
   residentBytes: () => Deno.memoryUsage().rss,
+  openKvEngine: openDenoKvEngine,
   onShutdownSignal(handler) {
     let called = false;
     for (const signal of ["SIGINT", "SIGTERM"] as const) {

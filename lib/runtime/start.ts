@@ -157,11 +157,13 @@ export async function startHubbub(runtime: Runtime, options: StartOptions): Prom
     ? null
     : joinWorkers(node, new BroadcastChannel(options.workers) as WorkerChannel);
   // Before the line that says the server is ready: a supervisor may signal as soon as it reads it.
-  runtime.onShutdownSignal((signal) =>
-    shutDown(signal, { runtime, app, log, servers, workers, entry })
-  );
+  runtime.onShutdownSignal((signal) => shutDown(signal, { runtime, app, log, servers, workers }));
 
-  const fields = { ...startupFields(config, choice), store: history.label };
+  const fields = {
+    ...startupFields(config, choice),
+    store: history.label,
+    kv: choice === "kv" ? config.kvPath ?? "default" : undefined,
+  };
   if (server !== null) {
     // Logged once every listener is up: the first line is the one that says the server is ready.
     log.info(`hubbub ${VERSION} (${runtime.name}) listening on ${urlOf(server)}`, {
@@ -294,7 +296,6 @@ interface Running {
   log: Logger;
   servers: RunningServer[];
   workers: Workers | null;
-  entry: StartOptions["entry"];
 }
 
 /**
