@@ -103,18 +103,19 @@ export interface SpawnedServer extends AsyncDisposable {
 }
 
 /**
- * Starts `main.ts` on `port` (0: a free one) and resolves once it prints its listening line;
- * on Deno it may read and write `allowDirs`.
+ * Starts `main.ts` on `port` (0: a free one) with `env` added to the environment, and resolves
+ * once it prints its listening line; on Deno it may read and write `allowDirs`.
  */
 export async function spawnServer(
-  { port = 0, args = [], maxFiles, allowDirs }: {
+  { port = 0, args = [], env = {}, maxFiles, allowDirs }: {
     port?: number;
     args?: string[];
+    env?: Record<string, string>;
     maxFiles?: number;
     allowDirs?: readonly string[];
   } = {},
 ): Promise<SpawnedServer> {
-  const child = hubbub(["--port", String(port), "--hostname", "127.0.0.1", ...args], {}, {
+  const child = hubbub(["--port", String(port), "--hostname", "127.0.0.1", ...args], env, {
     maxFiles,
     allowDirs,
   })
