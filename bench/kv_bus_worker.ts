@@ -16,7 +16,7 @@ export type BenchCommand =
 /** What a worker answers. */
 export type BenchEvent =
   | { t: "up" }
-  | { t: "done"; received: number; latenciesUs: number[]; ms: number }
+  | { t: "done"; received: number; latenciesUs: number[]; ownUs: number[]; ms: number }
   | { t: "stopped" };
 
 const port = self as unknown as {
@@ -34,6 +34,8 @@ let expect = 0;
 let received = 0;
 let started = 0;
 let latencies: number[] = [];
+/** Publish to delivery of this worker's own payloads: the commit, mostly. */
+let own: number[] = [];
 
 port.onmessage = async ({ data }) => {
   switch (data.t) {
@@ -48,12 +50,13 @@ port.onmessage = async ({ data }) => {
       engine.start({
         message(payload) {
           const { w, s } = JSON.parse(payload) as { w: number; s: number };
-          if (w !== id) latencies.push(nowUs() - s);
+          (w === id ? own : latencies).push(nowUs() - s);
           if (++received === expect) {
             port.postMessage({
               t: "done",
               received,
               latenciesUs: latencies,
+              ownUs: own,
               ms: performance.now() - started,
             });
           }
@@ -66,6 +69,7 @@ port.onmessage = async ({ data }) => {
       expect = data.expect;
       received = 0;
       latencies = [];
+      own = [];
       started = performance.now();
       const pad = "x".repeat(data.size);
       for (let i = 0; i < data.count; i++) {
