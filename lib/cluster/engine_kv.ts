@@ -13,6 +13,10 @@
  *   racing claims wins; renewal extends the leases an owner still holds and
  *   claims again those that vanished; release deletes only an entry whose
  *   owner is the caller, checked by versionstamp (compare-and-delete).
+ *   Releases made together (a node's stop releases every name it holds) are
+ *   deleted together, 50 per atomic operation. Renewals and releases run in
+ *   turn with the engine's other writes, so a release is never undone by a
+ *   renewal asked for before it.
  * - The history (`log`, `history_kv.ts`) numbers, stores and publishes a
  *   channel's messages in one atomic operation with the bus.
  *
@@ -59,10 +63,10 @@ export interface KvEngineOptions {
 /** A name's lease as stored. */
 type Lease = { owner: string; expiresAt: number };
 
-/** Claims renewed per atomic operation (one check and one set each). */
-const RENEW_CHUNK = 50;
+/** Claims renewed or released per atomic operation (one check and one set or delete each). */
+const NAMES_CHUNK = 50;
 
-/** Commits tried before a claim or a renewal gives up (the store is being fought over). */
+/** Commits tried before a claim, a renewal or a release gives up (the store is being fought over). */
 const MAX_ATTEMPTS = 50;
 
 function parseLease(value: unknown): Lease | null {
@@ -126,15 +130,20 @@ export function createKvEngine(options: KvEngineOptions): Engine {
     return "unavailable";
   };
 
+  /** Reads `keys`, `KV_LIMITS.readKeys` at a time (at once). */
+  const readMany = async (keys: readonly KvKey[]): Promise<KvEntryMaybe[]> => {
+    const reads: Promise<KvEntryMaybe[]>[] = [];
+    for (let at = 0; at < keys.length; at += KV_LIMITS.readKeys) {
+      reads.push(kv.getMany(keys.slice(at, at + KV_LIMITS.readKeys), strong));
+    }
+    return (await Promise.all(reads)).flat();
+  };
+
   /** Renews a chunk in one atomic operation; the claims another owner holds. */
   const renewChunk = async (claims: readonly Claim[], leaseMs: number): Promise<Claim[]> => {
     for (let tries = 1; tries <= MAX_ATTEMPTS; tries++) {
       const keys = claims.map((claim) => nameKey(claim.key));
-      const reads: Promise<KvEntryMaybe[]>[] = [];
-      for (let at = 0; at < keys.length; at += KV_LIMITS.readKeys) {
-        reads.push(kv.getMany(keys.slice(at, at + KV_LIMITS.readKeys), strong));
-      }
-      const entries = (await Promise.all(reads)).flat();
+      const entries = await readMany(keys);
       const time = now();
       const lost: Claim[] = [];
       const op = kv.atomic();
@@ -152,6 +161,27 @@ export function createKvEngine(options: KvEngineOptions): Engine {
     throw new Error("Too much contention on the names");
   };
 
+  /** Deletes, in one atomic operation, the leases of a chunk that their owners still hold. */
+  const releaseChunk = async (claims: readonly Claim[]): Promise<void> => {
+    for (let tries = 1; tries <= MAX_ATTEMPTS; tries++) {
+      const keys = claims.map((claim) => nameKey(claim.key));
+      const entries = await readMany(keys);
+      const op = kv.atomic();
+      const deleting = new Set<string>();
+      claims.forEach((claim, i) => {
+        if (parseLease(entries[i].value)?.owner !== claim.owner || deleting.has(claim.key)) return;
+        deleting.add(claim.key);
+        op.check({ key: keys[i], versionstamp: entries[i].versionstamp }).delete(keys[i]);
+      });
+      if (deleting.size === 0 || (await op.commit()).ok) return;
+      await contend(tries);
+    }
+    throw new Error("Too much contention on the names");
+  };
+
+  /** Released names not deleted yet: the deletion queued next takes them all. */
+  let releasing: Claim[] = [];
+
   return {
     kind: "kv",
     shared: true,
@@ -168,26 +198,27 @@ export function createKvEngine(options: KvEngineOptions): Engine {
     },
     renew(claims, leaseMs) {
       if (!bus.up) return Promise.resolve(null);
-      return bus.track(
-        (async () => {
-          const lost: Claim[] = [];
-          for (let at = 0; at < claims.length; at += RENEW_CHUNK) {
-            lost.push(...await renewChunk(claims.slice(at, at + RENEW_CHUNK), leaseMs));
-          }
-          return lost;
-        })().catch(() => null),
-      );
+      return bus.serial(async () => {
+        const lost: Claim[] = [];
+        for (let at = 0; at < claims.length; at += NAMES_CHUNK) {
+          lost.push(...await renewChunk(claims.slice(at, at + NAMES_CHUNK), leaseMs));
+        }
+        return lost;
+      }).catch(() => null);
     },
-    release({ key, owner }) {
+    release(claim) {
       if (!bus.up) return; // the lease frees it
-      bus.track(
-        (async () => {
-          const entry = await kv.get(nameKey(key), strong);
-          if (parseLease(entry.value)?.owner !== owner) return;
-          await kv.atomic().check({ key: nameKey(key), versionstamp: entry.versionstamp })
-            .delete(nameKey(key)).commit();
-        })().catch(() => {}),
-      );
+      releasing.push(claim);
+      if (releasing.length > 1) return; // queued already: that deletion takes this one too
+      // Together: one operation per name made the stop of a node of 1000 users take up to a second.
+      bus.serial(async () => {
+        const claims = releasing;
+        releasing = [];
+        for (let at = 0; at < claims.length; at += NAMES_CHUNK) {
+          // What cannot be deleted now is freed by its lease.
+          await releaseChunk(claims.slice(at, at + NAMES_CHUNK)).catch(() => {});
+        }
+      }).catch(() => {});
     },
     stop() {
       return bus.stop();

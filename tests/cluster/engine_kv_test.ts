@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { createKvEngine, type FastPath } from "../../lib/cluster/engine_kv.ts";
 import type { Engine } from "../../lib/cluster/engine.ts";
-import type { KvHandle } from "../../lib/cluster/kv.ts";
+import type { KvAtomic, KvHandle } from "../../lib/cluster/kv.ts";
 import { BUS_CHUNK_CHARS } from "../../lib/cluster/kv_bus.ts";
 import { createManualClock } from "../../lib/core/clock.ts";
 import { withTimeout } from "../_helpers.ts";
@@ -366,4 +366,73 @@ Deno.test("kv engine: stop waits for what was published before it (a node's good
   await a.engine.stop();
   assert.equal(a.engine.publish("after"), false);
   assert.deepEqual((await b.take(6)).at(-1), "bye");
+});
+
+/** A handle on `kv` that counts commits and refuses the next `refuse` as a locked file does. */
+function counting(kv: Deno.Kv) {
+  const counts = { commits: 0, refuse: 0 };
+  const handle: KvHandle = {
+    get: (key, options) => kv.get(key, options) as ReturnType<KvHandle["get"]>,
+    getMany: (keys, options) => kv.getMany(keys, options) as ReturnType<KvHandle["getMany"]>,
+    list: (selector, options) => kv.list(selector, options),
+    watch: (keys) => kv.watch(keys),
+    atomic() {
+      const op = kv.atomic();
+      const counted: KvAtomic = {
+        check: (...checks) => (op.check(...checks), counted),
+        set: (key, value, options) => (op.set(key, value, options), counted),
+        delete: (key) => (op.delete(key), counted),
+        commit() {
+          counts.commits++;
+          if (counts.refuse === 0) return op.commit();
+          counts.refuse--;
+          return Promise.reject(new Error("database is locked"));
+        },
+      };
+      return counted;
+    },
+  };
+  return { handle, counts };
+}
+
+Deno.test("kv engine: names released together (a node's stop) are deleted 50 per atomic operation; a commit the locked file refused is tried again", async () => {
+  await using dir = await kvDir();
+  using kv = await Deno.openKv(dir.path());
+  const { handle, counts } = counting(kv);
+  const engine = createKvEngine({ kv: handle, prefix: PREFIX, pollMs: 0 });
+  const up = Promise.withResolvers<void>();
+  engine.start({ message() {}, up: up.resolve, down() {} });
+  await withTimeout(up.promise, "the engine to start");
+  const claims = Array.from({ length: 120 }, (_, i) => ({ key: `n${i}`, owner: `a:${i}` }));
+  for (const claim of claims) assert.equal(await engine.claim(claim, 30_000), "claimed");
+  // n119's lease ran out and another owner took it: releasing the old claim must not free it.
+  await kv.set([PREFIX, "name", "n119"], { owner: "b:1", expiresAt: Date.now() + 30_000 });
+  counts.commits = 0;
+  counts.refuse = 2;
+  for (const claim of claims) engine.release(claim);
+  await engine.stop();
+  assert.equal(counts.commits, 3 + 2, "three chunks, two of them refused once");
+  const left = [];
+  for await (const entry of kv.list({ prefix: [PREFIX, "name"] })) left.push(entry);
+  assert.deepEqual(left.map((entry) => [entry.key[2], (entry.value as { owner: string }).owner]), [
+    ["n119", "b:1"],
+  ]);
+});
+
+Deno.test("kv engine: a release is not undone by a renewal asked for before it", async () => {
+  await using cluster = await engines(1);
+  const [a] = cluster.nodes;
+  using raw = await cluster.raw();
+  const alice = { key: "alice", owner: "a:1" };
+  for (let round = 0; round < 20; round++) {
+    assert.equal(await a.engine.claim(alice, 30_000), "claimed", `round ${round}`);
+    const renewed = a.engine.renew([alice], 30_000);
+    a.engine.release(alice);
+    assert.deepEqual(await renewed, []);
+    // An engine's writes land in the order they were asked for: once a publication asked for
+    // after the release is delivered, the release is done.
+    a.engine.publish(`after ${round}`);
+    assert.equal(await a.payloads.next("the engine's own publication"), `after ${round}`);
+    assert.equal((await raw.get([PREFIX, "name", "alice"])).value, null, `round ${round}`);
+  }
 });
