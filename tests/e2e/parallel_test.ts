@@ -7,7 +7,7 @@
  * grace period. Deno only: the Bun targets have no `deno serve`.
  */
 import assert from "node:assert/strict";
-import { type Frame, type TestClient } from "../_helpers.ts";
+import { type Frame, openClient, type TestClient } from "../_helpers.ts";
 import { SHUTDOWN_GRACE_MS } from "../../lib/runtime/start.ts";
 import { parallelTask, runParallel, startParallel } from "./_parallel.ts";
 import { TARGET } from "./_server.ts";
@@ -205,5 +205,41 @@ Deno.test({
         assert.match(stderr, pattern);
       });
     }
+  },
+});
+
+Deno.test({
+  name:
+    "parallel: SIGTERM with 300 users: every name is free in KV once deno serve has exited, within the grace",
+  ignore,
+  async fn() {
+    const users = 300;
+    await using server = await startParallel({
+      args: [...GENEROUS, "--max-connections-per-ip", String(users)],
+    });
+    const clients: TestClient[] = [];
+    for (let at = 0; at < users; at += 50) {
+      clients.push(
+        ...await Promise.all(Array.from({ length: 50 }, async (_, i) => {
+          const client = await openClient(server.wsUrl);
+          assert.equal((await client.login(`user${at + i}`)).name, `user${at + i}`);
+          return client;
+        })),
+      );
+    }
+    const { code, ms } = await server.signal("SIGTERM");
+    const closes = await Promise.all(clients.map((client) => client.closed));
+    assert.deepEqual(closes.map((close) => close.code), clients.map(() => 1012));
+    assert.equal(code, 0, server.output());
+    assert.doesNotMatch(server.output(), /grace period ran out/);
+    // Each worker released its users' names as it stopped: a restarted server gives them out.
+    using kv = await Deno.openKv(server.kvPath);
+    const held = [];
+    for await (const entry of kv.list({ prefix: ["hubbub", "name"] })) held.push(entry.key[2]);
+    assert.deepEqual(held, []);
+    assert.ok(ms < SHUTDOWN_GRACE_MS, `exited ${Math.round(ms)} ms after SIGTERM`);
+    console.log(
+      `deno serve --parallel (2 workers, ${users} users) exited ${Math.round(ms)} ms after SIGTERM`,
+    );
   },
 });
