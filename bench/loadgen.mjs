@@ -35,6 +35,11 @@
  *   `{"ev":"step",...}` once everything sent has arrived or D ms have passed.
  * - `{"cmd":"settle","quietMs":Q,"maxMs":M}`: waits until nothing has arrived
  *   for Q ms; `{"ev":"settled",...}`.
+ * - `{"cmd":"rejoin","seconds":T,"history":H}` (native): every ready client
+ *   leaves its room and joins it again asking for H messages of history,
+ *   again as soon as its `joined` arrives (a closed loop), for T s between
+ *   two marks; then `{"ev":"rejoin",...}`: joins completed in the window,
+ *   their round-trip latency, and how many messages each `joined` carried.
  * - `{"cmd":"quit"}`: closes everything and exits.
  */
 import { Buffer } from "node:buffer";
@@ -256,6 +261,7 @@ function nativeLine(client, buf, s, e, arrivedUs) {
     } else stats.unparsed++;
   } else if (kind === 0x6a) { // joined
     if (!client.ready) markReady(client);
+    else if (client.rejoinAt > 0) rejoined(client, buf, s, e);
   } else if (kind === 0x65) { // error
     stats.errors++;
     if (stats.firstError === "") {
@@ -586,6 +592,7 @@ async function doSetup(options) {
       control: null,
       carry: null,
       carryLen: 0,
+      rejoinAt: 0,
     });
   }
   // Take turns room by room, so that consecutive messages go to different rooms.
@@ -759,6 +766,98 @@ async function doSettle({ quietMs, maxMs }) {
   });
 }
 
+// ---------------------------------------------------------------- joins with history
+
+const rejoins = {
+  running: false,
+  windowOpen: false,
+  /** leave + join frames, one write per round trip. */
+  frames: new Map(),
+  outstanding: 0,
+  inWindow: 0,
+  minMessages: Infinity,
+  maxMessages: 0,
+};
+const MESSAGE_KEY = Buffer.from('{"type":"message"');
+
+/** How many message objects the line buf[s, e) carries (a `joined` with history). */
+function countMessages(buf, s, e) {
+  const line = buf.subarray(s, e);
+  let n = 0;
+  for (let at = line.indexOf(MESSAGE_KEY); at !== -1; at = line.indexOf(MESSAGE_KEY, at + 1)) n++;
+  return n;
+}
+
+function rejoinSend(client) {
+  client.rejoinAt = performance.now();
+  rejoins.outstanding++;
+  client.socket.write(rejoins.frames.get(client.index));
+}
+
+/** The `joined` that answers a rejoin: its round trip, its history, and the next one. */
+function rejoined(client, buf, s, e) {
+  const us = Math.round((performance.now() - client.rejoinAt) * 1000);
+  client.rejoinAt = 0;
+  rejoins.outstanding--;
+  if (rejoins.windowOpen) {
+    rejoins.inWindow++;
+    hist[bucketOf(us)]++;
+    if (us > histMax) histMax = us;
+    const n = countMessages(buf, s, e);
+    if (n < rejoins.minMessages) rejoins.minMessages = n;
+    if (n > rejoins.maxMessages) rejoins.maxMessages = n;
+  }
+  if (rejoins.running && client.ready) rejoinSend(client);
+}
+
+async function doRejoin({ seconds, history }) {
+  hist.fill(0);
+  histMax = 0;
+  const before = { errors: stats.errors, closed: stats.closedAfterReady };
+  rejoins.frames.clear();
+  for (const client of clients) {
+    rejoins.frames.set(
+      client.index,
+      Buffer.concat([
+        textFrame(`{"type":"leave","channel":"${client.roomName}"}`),
+        textFrame(`{"type":"join","channel":"${client.roomName}","history":${history}}`),
+      ]),
+    );
+  }
+  Object.assign(rejoins, { inWindow: 0, minMessages: Infinity, maxMessages: 0 });
+  rejoins.running = true;
+  for (const client of clients) if (client.ready) rejoinSend(client);
+  emit({ ev: "mark", at: "start" });
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  rejoins.windowOpen = true;
+  await sleep(seconds * 1000);
+  rejoins.windowOpen = false;
+  const windowMs = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
+  emit({ ev: "mark", at: "end" });
+  rejoins.running = false;
+  const drainStart = performance.now();
+  while (rejoins.outstanding > 0 && performance.now() - drainStart < 10_000) await sleep(5);
+  emit({
+    ev: "rejoin",
+    seconds: windowMs / 1000,
+    clients: clients.filter((client) => client.ready).length,
+    joins: rejoins.inWindow,
+    joinsPerSec: rejoins.inWindow / (windowMs / 1000),
+    p50Us: percentile(0.5),
+    p99Us: percentile(0.99),
+    maxUs: histMax,
+    minMessages: rejoins.inWindow > 0 ? rejoins.minMessages : null,
+    maxMessages: rejoins.maxMessages,
+    outstanding: rejoins.outstanding,
+    errors: stats.errors - before.errors,
+    firstError: stats.firstError,
+    closed: stats.closedAfterReady - before.closed,
+    genCpu: (cpu.user + cpu.system) / 1000 / windowMs,
+  });
+}
+
 // ---------------------------------------------------------------- commands
 
 const commands = readline.createInterface({ input: process.stdin });
@@ -770,6 +869,7 @@ commands.on("line", (line) => {
     if (command.cmd === "setup") await doSetup(command);
     else if (command.cmd === "step") await doStep(command);
     else if (command.cmd === "settle") await doSettle(command);
+    else if (command.cmd === "rejoin") await doRejoin(command);
     else if (command.cmd === "quit") {
       for (const client of clients) client.socket?.destroy();
       process.exit(0);

@@ -10,7 +10,7 @@ import { disturbed, offered } from "./measure.ts";
 import { BENCH, FOREIGN, KEPT_UP, MAX_P99_MS, QUICK, REF_PAD, REPEATS, STEP } from "./options.ts";
 import { output } from "./processes.ts";
 import { SCENARIOS } from "./scenarios.ts";
-import type { Target } from "./servers.ts";
+import { findBun, type Target } from "./servers.ts";
 
 /** What the report says about the machine and the software versions. */
 export async function machine() {
@@ -37,16 +37,21 @@ export async function machine() {
     } GiB`,
     nofile: await output("bash", ["-c", "ulimit -Hn"]) ?? "?",
     deno: Deno.version.deno,
-    bun: await output("bun", ["--version"]) ?? "not installed",
+    bun: await findBun().then((bun) => bun && output(bun, ["--version"])) ?? "not installed",
     node: (await output("node", ["--version"]) ?? "?").replace(/^v/, ""),
     ws: wsVersion,
     date: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
     commit: await output("git", ["rev-parse", "--short", "HEAD"]) ?? "?",
-    loadavg: Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" "),
+    loadavg: loadAverage(),
   };
 }
 
-/** The report in Markdown. */
+/** The 1, 5 and 15 minute load averages, as /proc/loadavg says them. */
+export function loadAverage(): string {
+  return Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ");
+}
+
+/** The report in Markdown; `sections` go after the tables, before the notes. */
 export function report(
   targets: Target[],
   skipped: Target[],
@@ -54,6 +59,7 @@ export function report(
   info: Awaited<ReturnType<typeof machine>>,
   command: string,
   seconds: number,
+  sections: string[] = [],
 ): string {
   const out: string[] = [];
   out.push(...header(results, info, command, seconds));
@@ -68,6 +74,7 @@ export function report(
   }
   out.push(...fanOut(targets, results));
   out.push(...idleAndStorm(targets, results));
+  out.push(...sections);
   out.push(
     ...NOTES.map((line) => line.replaceAll("$REF_PAD", String(REF_PAD))),
   );
@@ -170,7 +177,8 @@ function goals(results: Results): string[] {
     } | ${mb !== undefined && mr !== undefined ? (mb <= 2 * mr ? "yes" : "**no**") : "—"} |`,
   );
   const hubbubRuns = [...results.values()].flatMap((m) =>
-    ["hubbub-deno", "hubbub-bun"].map((t) => figures(m.get(t))).filter((f) => f !== undefined)
+    ["hubbub-deno", "hubbub-bun", "hubbub-deno-memory", "hubbub-bun-memory"]
+      .map((t) => figures(m.get(t))).filter((f) => f !== undefined)
   );
   const lost = hubbubRuns.reduce((n, f) => n + f!.lost, 0);
   const ooo = hubbubRuns.reduce((n, f) => n + f!.outOfOrder, 0);
@@ -184,7 +192,7 @@ function goals(results: Results): string[] {
 }
 
 /** A goal that is a ratio of two knees: the measured text and whether it is met. */
-function goalRatio(
+export function goalRatio(
   a: Figures | undefined,
   b: Figures | undefined,
   want: number,
@@ -341,6 +349,9 @@ const NOTES = [
   "- Server and generator run on separate cores (`taskset -c 0` / `-c 1`); server CPU and RSS",
   "  come from /proc. **Frames per delivery** is hubbub's own count (`/metrics`): how many",
   "  WebSocket frames it wrote per message delivered (1 = no coalescing).",
+  "- hubbub stores every message (issue 15) in its default store, SQLite, in a fresh temporary",
+  "  data directory for each server started (removed after; WAL, `synchronous=NORMAL`); the",
+  "  rows marked **memory store** run the same server with `--data-dir none`.",
   "- The references speak a one-line protocol (`/?room=R`, every frame to every member) with",
   "  messages padded to $REF_PAD bytes, about what a hubbub `message` line weighs; hubbub speaks its",
   "  own JSON protocol (login, join, broadcast). **Lost** counts deliveries still missing 2 s after",

@@ -13,25 +13,34 @@
  * This file runs the whole; the parts are options.ts (flags and settings),
  * scenarios.ts, servers.ts (the servers under test), generator.ts (the load
  * generator), proc.ts (/proc), measure.ts (one server in one scenario, up to
- * the knee), figures.ts, report.ts (RESULTS.md) and chart.ts (results.svg).
+ * the knee), joins.ts (joins with history), figures.ts, report.ts
+ * (RESULTS.md), store_report.ts (its history-store section) and chart.ts
+ * (results.svg).
  *
  * Usage:
- *   deno task bench                  the full run (~10 min); writes bench/RESULTS.md and results.svg
- *   deno task bench --quick          fewer, shorter steps and smaller N (~2 min); prints only
+ *   deno task bench                  the full run (~20 min); writes bench/RESULTS.md and results.svg
+ *   deno task bench --quick          fewer, shorter steps and smaller N, no store comparison
+ *                                    (~2 min); prints only
+ *   deno task bench:history          the history-store comparison only (SQLite ÷ memory on Deno
+ *                                    and Bun: fan-out knees, three runs each, and joins with
+ *                                    history); rewrites only its section of bench/RESULTS.md
  *   deno task bench --targets hubbub-deno,ref-deno --scenarios one-room-1k
  *   deno task bench --write / --no-write   force writing the results, or not
+ *   BUN=/path/to/bun deno task bench       this Bun (else bun on the PATH, else npx bun@1.4.5)
  *
  * @module
  */
 import { chart } from "./chart.ts";
 import type { Results } from "./figures.ts";
 import { progress } from "./format.ts";
+import { type JoinRun, runJoins } from "./joins.ts";
 import { offered, type Run, runScenario } from "./measure.ts";
-import { BENCH, ONLY_SCENARIOS, REPEATED, REPEATS, WRITE } from "./options.ts";
+import { BENCH, HISTORY, repeatsOf, WRITE } from "./options.ts";
 import { output } from "./processes.ts";
-import { machine, report } from "./report.ts";
-import { SCENARIOS } from "./scenarios.ts";
-import { prepareTargets } from "./servers.ts";
+import { loadAverage, machine, report } from "./report.ts";
+import { chosenScenario, JOINS, SCENARIOS } from "./scenarios.ts";
+import { prepareTargets, type Target } from "./servers.ts";
+import { BEGIN, END, storeSection } from "./store_report.ts";
 
 const started = performance.now();
 // The runner itself lives on the generator's core, so the server's core is the server's alone.
@@ -43,53 +52,91 @@ for (const t of skipped) progress(`skipping ${t.label}: ${t.unavailable}`);
 // Before the run, so that the load average is the machine's, not ours.
 const info = await machine();
 const results: Results = new Map();
-for (const t of targets) {
-  progress(`${t.label}`);
-  let hint: number | undefined;
-  for (
-    const sc of SCENARIOS.filter((s) =>
-      (!ONLY_SCENARIOS || ONLY_SCENARIOS.includes(s.id)) &&
-      (!t.scenarios || t.scenarios.includes(s.id))
-    )
-  ) {
-    const repeats = sc.id === REPEATED.scenario && REPEATED.targets.includes(t.id) ? REPEATS : 1;
-    const runs: Run[] = [];
-    for (let i = 0; i < repeats; i++) {
-      if (repeats > 1) progress(`  (${sc.id}, run ${i + 1} of ${repeats})`);
-      runs.push(await runScenario(t, sc, hint));
+/** Per target: where a later scenario's ladder starts, a few steps under the first knee. */
+const hints = new Map<string, number>();
+const runs = (t: Target, id: string) => !t.scenarios || t.scenarios.includes(id);
+for (const sc of SCENARIOS.filter((s) => chosenScenario(s.id))) {
+  progress(sc.id);
+  const chosen = targets.filter((t) => runs(t, sc.id));
+  const done = new Map<string, Run[]>(chosen.map((t) => [t.id, []]));
+  // Repeated runs take turns (A, B, A, B…), so that a busy minute on the machine hits both.
+  const rounds = Math.max(0, ...chosen.map((t) => repeatsOf(sc.id, t.id)));
+  for (let i = 0; i < rounds; i++) {
+    for (const t of chosen.filter((t) => i < repeatsOf(sc.id, t.id))) {
+      const repeats = repeatsOf(sc.id, t.id);
+      progress(`  ${t.label}${repeats > 1 ? ` (run ${i + 1} of ${repeats})` : ""}`);
+      done.get(t.id)!.push(await runScenario(t, sc, hints.get(t.id)));
     }
+  }
+  for (const t of chosen) {
     // The median knee (failed runs sort first); all of them are listed in the report.
-    const ranked = runs.slice().sort((a, b) =>
+    const all = done.get(t.id)!;
+    const ranked = all.slice().sort((a, b) =>
       (a.knee?.deliveredPerSec ?? -1) - (b.knee?.deliveredPerSec ?? -1)
     );
     const run = ranked[Math.floor((ranked.length - 1) / 2)];
-    run.repeats = runs.length > 1 ? runs : undefined;
+    run.repeats = all.length > 1 ? all : undefined;
     if (!results.has(sc.id)) results.set(sc.id, new Map());
     results.get(sc.id)!.set(t.id, run);
-    // A later scenario's ladder starts a few steps under this one's knee.
-    if (run.knee && hint === undefined) {
-      hint = Math.max(sc.ladderStart, offered(run.knee, sc) / 8);
+    if (run.knee && !hints.has(t.id)) {
+      hints.set(t.id, Math.max(sc.ladderStart, offered(run.knee, sc) / 8));
     }
   }
 }
+const joins = new Map<string, JoinRun>();
+if (chosenScenario(JOINS.id)) {
+  progress(JOINS.id);
+  // Per runtime, its SQLite and memory servers side by side, taking turns.
+  const stored = targets.filter((t) => t.store !== undefined && t.protocol === "native");
+  for (const runtime of ["deno", "bun"]) {
+    const pair = stored.filter((t) => t.id.startsWith(`hubbub-${runtime}`));
+    if (pair.length > 0) {
+      for (const [id, run] of await runJoins(pair, JOINS)) joins.set(id, run);
+    }
+  }
+}
+const loadAfter = loadAverage();
 const command = `deno task bench${Deno.args.length > 0 ? " " + Deno.args.join(" ") : ""}`;
-const text = report(
-  targets,
-  skipped,
-  results,
-  info,
-  command,
-  (performance.now() - started) / 1000,
-);
-console.log(text);
-if (WRITE) {
-  await Deno.writeTextFile(
-    `${BENCH}RESULTS.md`,
-    text.replace(
-      /\n## Goals/,
-      "\n![Delivered messages per second at the knee, one room](results.svg)\n\n## Goals",
-    ),
-  );
-  await Deno.writeTextFile(`${BENCH}results.svg`, chart(targets, results));
-  progress(`wrote bench/RESULTS.md and bench/results.svg`);
+const minutes = (performance.now() - started) / 60_000;
+const store = storeSection(results, joins, {
+  command: HISTORY && Deno.args.length === 1 ? "deno task bench:history" : command,
+  date: info.date,
+  commit: info.commit,
+  minutes,
+  loadBefore: info.loadavg,
+  loadAfter,
+});
+if (HISTORY) {
+  // Only the store comparison ran: it replaces its own section of RESULTS.md, nothing else.
+  const text = store.join("\n") + "\n";
+  console.log(text);
+  if (WRITE) {
+    const path = `${BENCH}RESULTS.md`;
+    const old = await Deno.readTextFile(path);
+    const [begin, end] = [old.indexOf(BEGIN), old.indexOf(END)];
+    await Deno.writeTextFile(
+      path,
+      begin >= 0 && end > begin
+        ? old.slice(0, begin) + text.trimEnd() + old.slice(end + END.length)
+        : old.includes("\nHow to read this:")
+        ? old.replace(/\nHow to read this:/, `\n${text}\nHow to read this:`)
+        : `${old}\n${text}`,
+    );
+    progress(`wrote the history-store section of bench/RESULTS.md`);
+  }
+} else {
+  const text = report(targets, skipped, results, info, command, minutes * 60, store);
+  console.log(text);
+  if (WRITE) {
+    await Deno.writeTextFile(
+      `${BENCH}RESULTS.md`,
+      text.replace(
+        /\n## Goals/,
+        "\n![Delivered messages per second at the knee, one room](results.svg)\n\n## Goals",
+      ),
+    );
+    const charted = targets.filter((t) => t.store !== "memory");
+    await Deno.writeTextFile(`${BENCH}results.svg`, chart(charted, results));
+    progress(`wrote bench/RESULTS.md and bench/results.svg`);
+  }
 }

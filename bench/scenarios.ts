@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { QUICK } from "./options.ts";
+import { HISTORY, ONLY_SCENARIOS, QUICK } from "./options.ts";
 
 /** One shape of load: clients, rooms and what is measured. */
 export interface Scenario {
@@ -45,6 +45,51 @@ export const SCENARIOS: Scenario[] = QUICK
       true,
     ),
   ];
+
+/**
+ * Joins with history: each client is alone in its own channel, which holds
+ * `fill` messages, and leaves it and joins it again asking for `history`
+ * messages as soon as its last `joined` came (a closed loop), for `seconds`
+ * a round. Alone, so that the figure is the join and its history, not the
+ * presence it sends to other members.
+ */
+export interface JoinScenario {
+  id: string;
+  title: string;
+  /** Concurrent clients, one channel each. */
+  clients: number;
+  /** Messages sent into each channel before the joins. */
+  fill: number;
+  history: number;
+  seconds: number;
+  /** Measured rounds per server, after one warm-up round; the servers compared take turns. */
+  rounds: number;
+}
+
+/** The joins-with-history scenario. */
+export const JOINS: JoinScenario = {
+  id: "joins-50",
+  title: "joins with 50 messages of history",
+  clients: 64,
+  fill: 100,
+  history: 50,
+  seconds: QUICK ? 1 : 2,
+  rounds: QUICK ? 2 : 5,
+};
+
+/** The scenarios that compare hubbub's stores (SQLite ÷ memory), quick and full. */
+export const STORE_SCENARIOS = ["one-room-1k", "small-rooms-2k", "small-rooms-10k", JOINS.id];
+
+/**
+ * Whether this run goes through scenario `id`: `--scenarios` says, else
+ * `--history` runs the store comparison's, else all but the joins in a
+ * quick run (which stays about 2 minutes).
+ */
+export function chosenScenario(id: string): boolean {
+  if (ONLY_SCENARIOS) return ONLY_SCENARIOS.includes(id);
+  if (HISTORY) return STORE_SCENARIOS.includes(id);
+  return !(QUICK && id === JOINS.id);
+}
 
 function scenario(
   id: string,

@@ -2,10 +2,16 @@
  * The servers under test, hubbub on Deno and on Bun and the reference
  * servers: which can run here, and starting, pinning and stopping them.
  *
+ * hubbub runs with a history store chosen per target: SQLite (its default)
+ * in a fresh temporary data directory for each server started, removed when
+ * it stops, or memory (`--data-dir none`). Bun is `$BUN` when set, else
+ * `bun` on the PATH, else the one `npx -y bun@1.4.5` fetches.
+ *
  * @module
  */
 import { progress } from "./format.ts";
-import { BENCH, ONLY_TARGETS, ROOT } from "./options.ts";
+import { BENCH, HISTORY, ONLY_TARGETS, QUICK, ROOT, STORE_TARGETS } from "./options.ts";
+import { STORE_SCENARIOS } from "./scenarios.ts";
 import { Lines, output, pinned } from "./processes.ts";
 
 /** Limits lifted so that hubbub measures fan-out, not its own protections. */
@@ -15,6 +21,12 @@ const HUBBUB_FLAGS = [
   ...["--rate-burst", "1000000", "--max-channel-members", "200000"],
   ...["--login-timeout", "600", "--port", "0", "--hostname", "127.0.0.1"],
 ];
+
+/** Stands for the server's data directory in a target's command. */
+const DATA_DIR = "{data-dir}";
+
+/** The Bun this machine runs, as the README says to get it. */
+const BUN_VERSION = "1.4.5";
 
 /** A server under test and how to start it. */
 export interface Target {
@@ -28,7 +40,10 @@ export interface Target {
   /** The scenarios it runs, when not all. */
   scenarios?: string[];
   path: string;
+  /** The command; `{data-dir}` in it stands for a fresh temporary directory. */
   command: string[];
+  /** hubbub's history store: SQLite in a temporary directory, or memory. */
+  store?: "sqlite" | "memory";
   /** Why it cannot run here, if it cannot. */
   unavailable?: string;
 }
@@ -41,11 +56,28 @@ export interface Server {
   pid: number;
   port: number;
   stderr: Lines;
+  /** The temporary data directory, removed when the server stops. */
+  dataDir?: string;
 }
 
 /** Starts a target pinned to core 0 and waits until it says where it listens. */
 export async function startServer(target: Target): Promise<Server> {
-  const { cmd, args } = pinned(0, target.command);
+  const dataDir = target.command.some((arg) => arg.includes(DATA_DIR))
+    ? await Deno.makeTempDir({ prefix: "hubbub-bench-" })
+    : undefined;
+  try {
+    return await start(target, dataDir);
+  } catch (error) {
+    if (dataDir !== undefined) await Deno.remove(dataDir, { recursive: true });
+    throw error;
+  }
+}
+
+async function start(target: Target, dataDir: string | undefined): Promise<Server> {
+  const command = target.command.map((arg) =>
+    dataDir === undefined ? arg : arg.replaceAll(DATA_DIR, dataDir)
+  );
+  const { cmd, args } = pinned(0, command);
   const child = new Deno.Command(cmd, {
     args,
     cwd: ROOT,
@@ -73,6 +105,17 @@ export async function startServer(target: Target): Promise<Server> {
       );
     }
     const match = /listening on http:\/\/(\S+?):(\d+)\//.exec(line);
+    if (match && !storeAsAsked(target, line)) {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* exited */ }
+      await child.status;
+      throw new Error(
+        `${target.label} does not use the ${target.store} store it was started for:\n${
+          [...stderr.tail, ...stdout.tail].join("\n")
+        }`,
+      );
+    }
     if (match) {
       // Keep reading stdout so that a chatty server never blocks on a full pipe.
       (async () => {
@@ -84,9 +127,21 @@ export async function startServer(target: Target): Promise<Server> {
         pid: leafPid(child.pid),
         port: Number(match[2]),
         stderr,
+        dataDir,
       };
     }
   }
+}
+
+/**
+ * Whether the startup line names the store the target asks for: hubbub falls
+ * back to memory when it cannot write its data directory, and a figure for
+ * SQLite must not be memory's.
+ */
+function storeAsAsked(target: Target, line: string): boolean {
+  if (target.store === undefined) return true;
+  const store = /\bstore[=":]+([^\s",}]+)/.exec(line)?.[1] ?? "";
+  return target.store === "memory" ? store === "memory" : store.startsWith("sqlite:");
 }
 
 /** The process under wrappers such as npx: follow only children down to the last. */
@@ -114,42 +169,94 @@ export async function stopServer(server: Server) {
     // Already gone.
   }
   await server.child.status;
+  if (server.dataDir !== undefined) await Deno.remove(server.dataDir, { recursive: true });
+}
+
+let bunFound: Promise<string | null> | undefined;
+
+/**
+ * The Bun executable: `$BUN`, else `bun` on the PATH, else the one npx keeps
+ * in its cache (`npx -y bun@1.4.5`, fetched once); null when none runs.
+ */
+export function findBun(): Promise<string | null> {
+  bunFound ??= (async () => {
+    const asked = Deno.env.get("BUN");
+    if (asked) return await output(asked, ["--version"]) !== null ? asked : null;
+    if (await output("bun", ["--version"]) !== null) return "bun";
+    const viaNpx = await output("npx", [
+      "-y",
+      `bun@${BUN_VERSION}`,
+      "-e",
+      "console.log(process.execPath)",
+    ]);
+    return viaNpx && await output(viaNpx, ["--version"]) !== null ? viaNpx : null;
+  })();
+  return bunFound;
 }
 
 /** The targets of this run, with the reason any of them cannot run here. */
 export async function prepareTargets(): Promise<Target[]> {
   const deno = Deno.execPath();
-  const bun = await output("bun", ["--version"]) !== null ? "bun" : null;
+  const bun = await findBun();
+  const noBun = bun ? undefined : `no Bun: set BUN=path, put bun on the PATH, or let ` +
+    `\`npx -y bun@${BUN_VERSION}\` fetch it`;
+  const onDeno = (store: "sqlite" | "memory") => [
+    ...[deno, "run", "--allow-net", "--allow-env"],
+    // SQLite needs to read and write its directory, and nothing else.
+    ...(store === "sqlite" ? [`--allow-read=${DATA_DIR}`, `--allow-write=${DATA_DIR}`] : []),
+    ...["main.ts", ...HUBBUB_FLAGS, "--data-dir", store === "sqlite" ? DATA_DIR : "none"],
+  ];
+  const onBun = (store: "sqlite" | "memory") => [
+    bun ?? "bun",
+    "main.ts",
+    ...HUBBUB_FLAGS,
+    ...["--data-dir", store === "sqlite" ? DATA_DIR : "none"],
+  ];
   const targets: Target[] = [
     {
       id: "hubbub-deno",
       label: "hubbub on Deno",
       protocol: "native",
       path: "/ws",
-      command: [
-        deno,
-        "run",
-        "--allow-net",
-        "--allow-env",
-        "main.ts",
-        ...HUBBUB_FLAGS,
-      ],
+      store: "sqlite",
+      command: onDeno("sqlite"),
+    },
+    {
+      // The same server with history in memory: what storing on disk costs.
+      id: "hubbub-deno-memory",
+      label: "hubbub on Deno, memory store",
+      protocol: "native",
+      path: "/ws",
+      store: "memory",
+      scenarios: STORE_SCENARIOS,
+      command: onDeno("memory"),
     },
     {
       id: "hubbub-bun",
       label: "hubbub on Bun",
       protocol: "native",
       path: "/ws",
-      command: ["bun", "main.ts", ...HUBBUB_FLAGS],
-      unavailable: bun ? undefined : "bun is not installed (npm install -g bun@1.4.5)",
+      store: "sqlite",
+      command: onBun("sqlite"),
+      unavailable: noBun,
+    },
+    {
+      id: "hubbub-bun-memory",
+      label: "hubbub on Bun, memory store",
+      protocol: "native",
+      path: "/ws",
+      store: "memory",
+      scenarios: STORE_SCENARIOS,
+      command: onBun("memory"),
+      unavailable: noBun,
     },
     {
       id: "ref-bun",
       label: "Bun server.publish (reference)",
       protocol: "room",
       path: "/",
-      command: ["bun", `${BENCH}ref_bun_publish.ts`],
-      unavailable: bun ? undefined : "bun is not installed (npm install -g bun@1.4.5)",
+      command: [bun ?? "bun", `${BENCH}ref_bun_publish.ts`],
+      unavailable: noBun,
     },
     {
       id: "ref-node",
@@ -171,36 +278,47 @@ export async function prepareTargets(): Promise<Target[]> {
       label: "hubbub on Bun, wsify dialect",
       protocol: "wsify",
       path: "/compat/wsify/ws",
-      command: ["bun", "main.ts", ...HUBBUB_FLAGS],
+      store: "sqlite",
+      command: onBun("sqlite"),
       scenarios: ["one-room-1k"],
-      unavailable: bun ? undefined : "bun is not installed (npm install -g bun@1.4.5)",
+      unavailable: noBun,
     },
   ];
+  const chosen = targets.filter((t) =>
+    ONLY_TARGETS ? ONLY_TARGETS.includes(t.id) : HISTORY
+      ? STORE_TARGETS.includes(t.id)
+      // A quick run leaves the store comparison to `--history`: it stays about 2 minutes.
+      : !(QUICK && t.store === "memory")
+  );
+  const byId = (id: string) => chosen.find((t) => t.id === id);
   // The Node reference needs ws; hubbub on Bun needs the npm packages it imports.
-  if (!exists(`${BENCH}node/node_modules/ws/package.json`)) {
+  const node = byId("ref-node");
+  if (node && !exists(`${BENCH}node/node_modules/ws/package.json`)) {
     progress("installing ws for the Node reference (npm ci --prefix bench/node)");
     const args = ["ci", "--prefix", `${BENCH}node`, "--no-audit", "--no-fund"];
     if (await output("npm", args) === null) {
-      targets[3].unavailable = "npm ci --prefix bench/node failed";
+      node.unavailable = "npm ci --prefix bench/node failed";
     }
   }
   if (bun && !exists(`${ROOT}node_modules/zod/package.json`)) {
     progress(
       "installing hubbub's packages for Bun (bun install --frozen-lockfile)",
     );
-    await output("bun", ["install", "--frozen-lockfile"]);
+    await output(bun, ["install", "--frozen-lockfile"]);
   }
-  // hubbub on Bun is new: run it only once it starts and says it listens.
-  if (bun) {
+  // hubbub on Bun runs only once it starts and says it listens.
+  const onBunTargets = chosen.filter((t) => t.command[0] === bun && t.id.startsWith("hubbub"));
+  if (bun && onBunTargets.length > 0) {
     try {
-      await stopServer(await startServer(targets[1]));
+      await stopServer(await startServer(onBunTargets[0]));
     } catch (error) {
-      targets[1].unavailable = `\`bun main.ts\` does not start yet: ${
+      const why = `\`bun main.ts\` does not start: ${
         (error as Error).message.split("\n").slice(-3).join(" ")
       }`;
+      for (const t of onBunTargets) t.unavailable = why;
     }
   }
-  return targets.filter((t) => !ONLY_TARGETS || ONLY_TARGETS.includes(t.id));
+  return chosen;
 }
 
 function exists(path: string): boolean {
