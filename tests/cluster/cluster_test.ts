@@ -1,49 +1,64 @@
 /**
  * Cluster behaviour (lib/cluster/cluster.ts over lib/cluster/engine.ts) with two or three
- * nodes in one process sharing an in-memory engine: the same code paths as
- * with Redis, minus the network. `tests/e2e/cluster_test.ts` runs separate
- * processes against a real Redis.
+ * nodes in one process, run on each engine of `_engines.ts`: the memory
+ * cluster (the same code paths as with Redis, minus the network) and Deno KV
+ * (one store file, a handle per node, as the workers of `deno serve
+ * --parallel` share it). `tests/e2e/cluster_test.ts` runs separate processes
+ * against a real Redis; `kv_instances_test.ts` whole instances in workers.
  */
 import assert from "node:assert/strict";
 import type { Dialect } from "../../lib/dialects/dialect.ts";
 import { loginChat } from "../../lib/dialects/login_chat.ts";
-import { createMemoryCluster } from "../../lib/cluster/engine.ts";
 import { CloseCode } from "../../lib/core/protocol.ts";
 import { type Frame, startServer, type TestServer, withTimeout } from "../_helpers.ts";
 import { openDialectClient } from "../dialects/_client.ts";
+import { ENGINE_KINDS, type EngineKind } from "./_engines.ts";
 
 const API_KEY = "api-key-0123456789abcdef";
 
-/** `count` nodes on one in-memory engine. */
-function startNodes(
+/** `count` nodes on one cluster of `kind`, each knowing the others; disposed with the cluster. */
+async function startNodes(
+  kind: EngineKind,
   count: number,
   overrides = {},
   dialects: readonly Dialect[] = [],
-): TestServer[] {
-  const cluster = createMemoryCluster();
-  return Array.from(
-    { length: count },
-    (_, i) =>
+) {
+  const group = await kind.group();
+  const nodes: TestServer[] = [];
+  for (let i = 0; i < count; i++) {
+    nodes.push(
       startServer({ apiKey: API_KEY, ...overrides }, {
-        engine: cluster.engine(),
+        engine: await group.engine(),
         nodeId: `node${i}`,
         dialects,
       }),
-  );
-}
-
-async function disposeAll(nodes: TestServer[]) {
-  for (const node of nodes) await node[Symbol.asyncDispose]();
+    );
+  }
+  // Every node has heard every other's hello.
+  await group.settled();
+  return Object.assign(nodes, {
+    group,
+    /** Every node has seen what the others did so far (see `EngineGroup.settled`). */
+    settled: () => group.settled(),
+    async [Symbol.asyncDispose]() {
+      for (const node of nodes) await node[Symbol.asyncDispose]();
+      await group[Symbol.asyncDispose]();
+    },
+  });
 }
 
 async function metricsOf(node: TestServer): Promise<string> {
   return await (await fetch(`${node.url}/metrics`)).text();
 }
 
-Deno.test("cluster: messages and presence cross nodes; joined lists every node's members", async () => {
-  const nodes = startNodes(3);
-  try {
+for (const kind of ENGINE_KINDS) {
+  const on = `(${kind.name})`;
+
+  Deno.test(`cluster ${on}: messages and presence cross nodes; joined lists every node's members`, async () => {
+    await using nodes = await startNodes(kind, 3);
     const alice = await nodes[0].user("alice", "lobby");
+    // Member lists are each node's view: the others' joins have reached it.
+    await nodes.settled();
     const bob = await nodes[1].user("bob");
     const joined = await bob.join("lobby");
     assert.deepEqual(joined.members, ["alice", "bob"]);
@@ -53,6 +68,7 @@ Deno.test("cluster: messages and presence cross nodes; joined lists every node's
       event: "join",
       name: "bob",
     });
+    await nodes.settled();
     const carol = await nodes[2].user("carol");
     assert.deepEqual((await carol.join("lobby")).members, ["alice", "bob", "carol"]);
     await alice.nextOf("presence");
@@ -81,14 +97,10 @@ Deno.test("cluster: messages and presence cross nodes; joined lists every node's
       headers: { authorization: `Bearer ${API_KEY}` },
     })).json();
     assert.deepEqual(listed, { name: "lobby", members: ["alice", "bob"] });
-  } finally {
-    await disposeAll(nodes);
-  }
-});
+  });
 
-Deno.test("cluster: a name held on one node is taken on every other", async () => {
-  const nodes = startNodes(2);
-  try {
+  Deno.test(`cluster ${on}: a name held on one node is taken on every other`, async () => {
+    await using nodes = await startNodes(kind, 2);
     await nodes[0].user("alice");
     const other = await nodes[1].connect();
     other.send({ type: "login", name: "ALICE", ref: 1 });
@@ -96,20 +108,17 @@ Deno.test("cluster: a name held on one node is taken on every other", async () =
     assert.equal(refused.type, "error");
     assert.equal(refused.code, "name_taken");
     assert.equal(refused.ref, 1);
-    // Free once its holder logs out.
+    // Free once its holder logs out (and the release has reached the store).
     const holder = await nodes[0].connect();
     await holder.login("dora");
     holder.send({ type: "logout" });
     await holder.nextOf("logged_out");
+    await nodes.settled();
     assert.equal((await other.login("dora")).name, "dora");
-  } finally {
-    await disposeAll(nodes);
-  }
-});
+  });
 
-Deno.test("cluster: one name raced from two nodes: exactly one wins, 100 times out of 100", async () => {
-  const nodes = startNodes(2, { connectRate: 10_000 });
-  try {
+  Deno.test(`cluster ${on}: one name raced from two nodes: exactly one wins, 100 times out of 100`, async () => {
+    await using nodes = await startNodes(kind, 2, { connectRate: 10_000 });
     for (let round = 0; round < 100; round++) {
       const [a, b] = await Promise.all([nodes[0].connect(), nodes[1].connect()]);
       const name = `racer${round}`;
@@ -121,15 +130,12 @@ Deno.test("cluster: one name raced from two nodes: exactly one wins, 100 times o
       assert.equal(replies.find((reply) => reply.type === "error")?.code, "name_taken");
       await Promise.all([a.close(), b.close()]);
     }
-  } finally {
-    await disposeAll(nodes);
-  }
-});
+  });
 
-Deno.test("cluster: POST /api/broadcast on one node reaches members on every node", async () => {
-  const nodes = startNodes(2);
-  try {
+  Deno.test(`cluster ${on}: POST /api/broadcast on one node reaches members on every node`, async () => {
+    await using nodes = await startNodes(kind, 2);
     const alice = await nodes[0].user("alice", "news");
+    await nodes.settled();
     const bob = await nodes[1].user("bob", "news");
     await alice.nextOf("presence");
     const response = await fetch(`${nodes[1].url}/api/broadcast`, {
@@ -144,14 +150,10 @@ Deno.test("cluster: POST /api/broadcast on one node reaches members on every nod
       assert.equal(message.text, "to all nodes");
       assert.equal(message.from, "server");
     }
-  } finally {
-    await disposeAll(nodes);
-  }
-});
+  });
 
-Deno.test("cluster: a kick on one node removes the holder on another", async () => {
-  const nodes = startNodes(2);
-  try {
+  Deno.test(`cluster ${on}: a kick on one node removes the holder on another`, async () => {
+    await using nodes = await startNodes(kind, 2);
     const alice = await nodes[0].user("alice");
     const response = await fetch(`${nodes[1].url}/api/disconnect`, {
       method: "POST",
@@ -162,14 +164,10 @@ Deno.test("cluster: a kick on one node removes the holder on another", async () 
     assert.equal(response.status, 404);
     await response.body?.cancel();
     assert.equal((await withTimeout(alice.closed, "the kick")).code, CloseCode.Kicked);
-  } finally {
-    await disposeAll(nodes);
-  }
-});
+  });
 
-Deno.test("cluster: a node that leaves takes its members with it; the others hear them go", async () => {
-  const nodes = startNodes(2);
-  try {
+  Deno.test(`cluster ${on}: a node that leaves takes its members with it; the others hear them go`, async () => {
+    await using nodes = await startNodes(kind, 2);
     const alice = await nodes[0].user("alice", "lobby");
     await nodes[1].user("bob", "lobby");
     await alice.nextOf("presence");
@@ -180,21 +178,17 @@ Deno.test("cluster: a node that leaves takes its members with it; the others hea
       event: "leave",
       name: "bob",
     });
-    // bob's name is free on the cluster again.
+    // bob's name is free on the cluster again (a node's stop waits for its releases).
     const again = await nodes[0].connect();
     assert.equal((await again.login("bob")).name, "bob");
     const metrics = await metricsOf(nodes[0]);
     assert.match(metrics, /^hubbub_cluster_up 1$/m);
     assert.match(metrics, /^hubbub_cluster_nodes 0$/m);
     assert.match(metrics, /^hubbub_cluster_claims_total\{outcome="claimed"\} 2$/m);
-  } finally {
-    await nodes[0][Symbol.asyncDispose]();
-  }
-});
+  });
 
-Deno.test("cluster: a dialect login of a name held on another node is closed with 4409", async () => {
-  const nodes = startNodes(2, {}, [loginChat]);
-  try {
+  Deno.test(`cluster ${on}: a dialect login of a name held on another node is closed with 4409`, async () => {
+    await using nodes = await startNodes(kind, 2, {}, [loginChat]);
     await nodes[0].user("alice");
     const url = `${nodes[1].url.replace("http", "ws")}/compat/login-chat/`;
     const client = await openDialectClient(url);
@@ -207,31 +201,30 @@ Deno.test("cluster: a dialect login of a name held on another node is closed wit
     other.send({ type: "login", name: "alice" });
     assert.equal((await other.next()).code, "name_taken");
     assert.match(await metricsOf(nodes[1]), /^hubbub_cluster_names_lost_total 1$/m);
-  } finally {
-    await disposeAll(nodes);
-  }
-});
+  });
 
-Deno.test("cluster: garbage on the bus is counted and ignored; the node keeps serving", async () => {
-  const cluster = createMemoryCluster();
-  await using node = startServer({}, { engine: cluster.engine(), nodeId: "node0" });
-  const rogue = cluster.engine();
-  rogue.start({ message() {}, up() {}, down() {} });
-  const alice = await node.user("alice", "lobby");
-  const garbage = [
-    "not json",
-    "[]",
-    JSON.stringify({ n: "x", m: [{ t: "pub", c: "lobby" }] }),
-    JSON.stringify({ n: "x", m: [{ t: "nope" }] }),
-    JSON.stringify({ n: "", m: [] }),
-    JSON.stringify({ n: "x", m: [{ t: "join", c: "lobby", s: -1, m: "eve" }] }),
-  ];
-  for (const payload of garbage) rogue.publish(payload);
-  alice.send({ type: "broadcast", channel: "lobby", text: "still fine" });
-  assert.equal((await alice.nextOf("message")).text, "still fine");
-  assert.match(await metricsOf(node), /^hubbub_cluster_bad_payloads_total 6$/m);
-  await rogue.stop();
-});
+  Deno.test(`cluster ${on}: garbage on the bus is counted and ignored; the node keeps serving`, async () => {
+    await using nodes = await startNodes(kind, 1);
+    const [node] = nodes;
+    const rogue = await nodes.group.engine();
+    rogue.start({ message() {}, up() {}, down() {} });
+    await nodes.settled();
+    const alice = await node.user("alice", "lobby");
+    const garbage = [
+      "not json",
+      "[]",
+      JSON.stringify({ n: "x", m: [{ t: "pub", c: "lobby" }] }),
+      JSON.stringify({ n: "x", m: [{ t: "nope" }] }),
+      JSON.stringify({ n: "", m: [] }),
+      JSON.stringify({ n: "x", m: [{ t: "join", c: "lobby", s: -1, m: "eve" }] }),
+    ];
+    for (const payload of garbage) assert.equal(rogue.publish(payload), true);
+    await nodes.settled();
+    alice.send({ type: "broadcast", channel: "lobby", text: "still fine" });
+    assert.equal((await alice.nextOf("message")).text, "still fine");
+    assert.match(await metricsOf(node), /^hubbub_cluster_bad_payloads_total 6$/m);
+  });
+}
 
 Deno.test("cluster: a lone node shows no cluster metrics", async () => {
   await using server = startServer();
