@@ -65,7 +65,7 @@ export interface Ready {
   firstError: string;
 }
 
-/** The running load generator, pinned to core 1, driven by JSON lines. */
+/** The running load generator, pinned to core 1 (or to `core`), driven by JSON lines. */
 export class Generator {
   readonly child: Deno.ChildProcess;
   readonly lines: Lines;
@@ -74,8 +74,8 @@ export class Generator {
   /** Called at the generator's window marks, at once, to sample the server. */
   onMark?: (at: string) => void;
 
-  constructor() {
-    const { cmd, args } = pinned(1, ["node", `${BENCH}loadgen.mjs`]);
+  constructor(core: number | string = 1) {
+    const { cmd, args } = pinned(core, ["node", `${BENCH}loadgen.mjs`]);
     this.child = new Deno.Command(cmd, {
       args,
       cwd: ROOT,

@@ -199,7 +199,7 @@ export const disturbed = (s: StepResult) => s.foreign > FOREIGN;
  * the generator was. (A step that kept up always has its in-flight bytes
  * in our queues; the verdict is for failures.)
  */
-function genVerdict(s: StepResult, rate: number): boolean {
+export function genVerdict(s: StepResult, rate: number): boolean {
   if (s.pass) return false;
   if (s.offeredPerSec < rate * 0.95) return true;
   if (s.genShare >= 0.5) return true;

@@ -28,9 +28,12 @@ export async function output(
   }
 }
 
-/** Runs `command` with the soft descriptor limit raised to the hard one, pinned to `core`. */
+/**
+ * Runs `command` with the soft descriptor limit raised to the hard one, pinned to `core`
+ * (or to a taskset core list such as "0-1").
+ */
 export function pinned(
-  core: number,
+  core: number | string,
   command: string[],
 ): { cmd: string; args: string[] } {
   return {
