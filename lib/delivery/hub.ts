@@ -222,7 +222,9 @@ export function createHub(options: HubOptions): Hub {
       outbox.socket.send(textOf(batch));
       metrics.framesOut++;
     } else {
-      for (const text of framesOf(batch)) outbox.socket.send(text);
+      // One frame (the usual case for a dialect): no array of frames per socket.
+      if (batch.frames === 1) outbox.socket.send(batch.last);
+      else for (const text of framesOf(batch)) outbox.socket.send(text);
       metrics.framesOut += batch.frames;
     }
     written.add(outbox);
