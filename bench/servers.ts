@@ -161,8 +161,23 @@ function leafPid(pid: number): number {
   return pid;
 }
 
-/** Kills a server and waits for it to exit. */
+/** `HUBBUB_CPU_PROF`: where hubbub on Deno writes a CPU profile (it must then exit, not be killed). */
+const CPU_PROF = Deno.env.get("HUBBUB_CPU_PROF");
+
+/** Kills a server and waits for it to exit (a profiled one is stopped with SIGTERM first). */
 export async function stopServer(server: Server) {
+  if (CPU_PROF && server.target.command.includes("--cpu-prof")) {
+    try {
+      server.child.kill("SIGTERM");
+    } catch { /* gone */ }
+    const timer = setTimeout(() => {
+      try {
+        server.child.kill("SIGKILL");
+      } catch { /* gone */ }
+    }, 30_000);
+    await server.child.status;
+    clearTimeout(timer);
+  }
   try {
     server.child.kill("SIGKILL");
   } catch {
@@ -202,6 +217,8 @@ export async function prepareTargets(): Promise<Target[]> {
     `\`npx -y bun@${BUN_VERSION}\` fetch it`;
   const onDeno = (store: "sqlite" | "memory") => [
     ...[deno, "run", "--allow-net", "--allow-env"],
+    // HUBBUB_CPU_PROF=dir: a V8 CPU profile of each hubbub on Deno, written when it stops.
+    ...(CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${CPU_PROF}`] : []),
     // SQLite needs to read and write its directory, and nothing else.
     ...(store === "sqlite" ? [`--allow-read=${DATA_DIR}`, `--allow-write=${DATA_DIR}`] : []),
     ...["main.ts", ...HUBBUB_FLAGS, "--data-dir", store === "sqlite" ? DATA_DIR : "none"],
@@ -271,6 +288,16 @@ export async function prepareTargets(): Promise<Target[]> {
       protocol: "room",
       path: "/",
       command: [deno, "run", "--allow-net", `${BENCH}ref_deno_naive.ts`],
+    },
+    {
+      // Deno's one-frame-per-message path (issue 17): nothing to coalesce, one send per delivery.
+      id: "hubbub-deno-wsify",
+      label: "hubbub on Deno, wsify dialect",
+      protocol: "wsify",
+      path: "/compat/wsify/ws",
+      store: "sqlite",
+      command: onDeno("sqlite"),
+      scenarios: ["one-room-1k"],
     },
     {
       // Dialect clients get one WebSocket frame per message, as the references' clients do.
