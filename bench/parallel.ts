@@ -17,8 +17,8 @@
  *   worker and with 2. Lost (after settling) and reordered deliveries are
  *   counted on every step, overloaded ones included.
  *
- *   deno task bench:parallel            # ~10 min; writes bench/PARALLEL.md
- *   deno task bench:parallel --quick    # ~2 min: shorter, smaller, one round; prints only
+ *   deno task bench:parallel            # ~5 min; writes bench/PARALLEL.md
+ *   deno task bench:parallel --quick    # ~1 min: shorter, smaller, one round; prints only
  *
  * Nothing is pinned: the workers need every core. On a 2-core machine the
  * load generator and the latency clients take their CPU from the workers.
@@ -575,25 +575,41 @@ const started = performance.now();
 const loadBefore = loadAverage();
 const uptimeBefore = await output("uptime", []) ?? "";
 const commit = await output("git", ["rev-parse", "--short", "HEAD"]) ?? "?";
+// What ran is the working tree: say so when the server's code or this bench differs from the commit.
+const changed = await output("git", [
+  ...["status", "--porcelain", "--untracked-files=no", "--"],
+  ...["lib", "serve.ts", "deno.json", "bench/parallel.ts", "bench/loadgen.mjs"],
+]);
+const version = changed ? `${commit} with uncommitted changes` : commit;
 const date = new Date().toISOString().replace(/\.\d+Z$/, "Z");
 /** 1 worker then 2 in odd rounds, 2 then 1 in even ones: a busy minute hits both. */
 const turns = (round: number) => round % 2 === 0 ? [1, 2] : [2, 1];
 
 progress(`latency: ${LATENCY.rate} messages/s for ${LATENCY.seconds} s, ${ROUNDS} round(s)`);
 const latency = new Map<number, LatencyRun[]>([[1, []], [2, []]]);
+/** Latency runs repeated because other processes disturbed them: their checks still count. */
+const repeatedRuns = new Map<number, LatencyRun[]>([[1, []], [2, []]]);
 for (let round = 0; round < ROUNDS; round++) {
   for (const workers of turns(round)) {
-    const run = await latencyRun(workers);
-    latency.get(workers)!.push(run);
-    const q = (list: number[]) =>
-      `p50 ${fmtMs(quantile(list, 0.5))} p99 ${fmtMs(quantile(list, 0.99))}`;
-    progress(
-      `  ${workers} worker${workers > 1 ? "s" : ""}: same worker ${q(run.same)}${
-        workers > 1 ? `, across workers ${q(run.cross)}` : ""
-      }, missing ${run.missing}, reordered ${run.reordered}, other processes ${
-        pct(run.foreign)
-      } of a core`,
-    );
+    for (let attempt = 0;; attempt++) {
+      const run = await latencyRun(workers);
+      const q = (list: number[]) =>
+        `p50 ${fmtMs(quantile(list, 0.5))} p99 ${fmtMs(quantile(list, 0.99))}`;
+      progress(
+        `  ${workers} worker${workers > 1 ? "s" : ""}: same worker ${q(run.same)}${
+          workers > 1 ? `, across workers ${q(run.cross)}` : ""
+        }, missing ${run.missing}, reordered ${run.reordered}, other processes ${
+          pct(run.foreign)
+        } of a core`,
+      );
+      if (run.foreign <= FOREIGN || attempt === 2) {
+        latency.get(workers)!.push(run);
+        break;
+      }
+      repeatedRuns.get(workers)!.push(run);
+      progress("  (repeating the run: the machine is busy with something else)");
+      await sleep(3000);
+    }
   }
 }
 
@@ -640,7 +656,7 @@ const latencyRows = (() => {
     latency.get(workers)!.map((run) => fmtMs(quantile(run[which], q))).join(", ");
   const row = (what: string, workers: number, which: "same" | "cross") => {
     const all = pooled(workers, which);
-    const runs = latency.get(workers)!;
+    const runs = [...latency.get(workers)!, ...repeatedRuns.get(workers)!];
     const missing = runs.reduce((n, r) => n + r.missing, 0);
     const reordered = runs.reduce((n, r) => n + r.reordered, 0);
     return `| ${what} | ${all.length} | ${fmtMs(quantile(all, 0.5))} | ${
@@ -728,7 +744,7 @@ const text = [
   "",
   `${date} · \`${command}\` · ${
     minutes.toFixed(1)
-  } min · commit ${commit} · ${CORES} cores · Deno ${Deno.version.deno}`,
+  } min · commit ${version} · ${CORES} cores · Deno ${Deno.version.deno}`,
   "",
   `Load average before the run ${loadBefore}, after ${loadAfter} (\`uptime\` before: ${uptimeBefore.trim()}).`,
   "",
@@ -739,9 +755,9 @@ const text = [
   `**This machine has ${CORES} cores.** Nothing is pinned: the workers, the KV file's SQLite (run by`,
   "the workers' threads), the load generator (Node) and this runner share them. With 1 worker the",
   "worker has about one core and the generator the other; with 2 workers the generator's CPU comes",
-  "out of the workers' second core, so 2 ÷ 1 here is a floor, not what 2 workers make of 2 free",
-  "cores: a machine with more cores than workers, and clients elsewhere, would do better. The",
-  "CPU columns say where the time went.",
+  "out of the workers' second core: 2 ÷ 1 here is what 2 workers make of what the generator",
+  "leaves them, not of 2 free cores (clients on other machines would leave them more). The CPU",
+  "figures say where the time went.",
   "",
   "## Latency across workers",
   "",
@@ -756,7 +772,11 @@ const text = [
   "",
   `Busy time that was neither the workers' nor the clients' (other processes, softirqs), per run: 1 worker ${
     latency.get(1)!.map((r) => pct(r.foreign)).join(", ")
-  }; 2 workers ${latency.get(2)!.map((r) => pct(r.foreign)).join(", ")} of a core.`,
+  }; 2 workers ${latency.get(2)!.map((r) => pct(r.foreign)).join(", ")} of a core (a run over ${
+    pct(FOREIGN)
+  } is run again, twice at most; runs repeated: ${repeatedRuns.get(1)!.length} / ${
+    repeatedRuns.get(2)!.length
+  }, their missing and out-of-order deliveries counted above).`,
   "",
   ...throughputSections,
   "How to read this: a step offers messages open-loop (the schedule never waits for the server),",
