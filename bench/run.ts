@@ -39,10 +39,18 @@ import { BENCH, HISTORY, repeatsOf, WRITE } from "./options.ts";
 import { output } from "./processes.ts";
 import { loadAverage, machine, report } from "./report.ts";
 import { chosenScenario, JOINS, SCENARIOS } from "./scenarios.ts";
-import { prepareTargets, type Target } from "./servers.ts";
+import { prepareTargets, stopAll, type Target } from "./servers.ts";
 import { BEGIN, END, storeSection } from "./store_report.ts";
 
 const started = performance.now();
+// Interrupted: no server (nor its temporary data directory) outlives the run.
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  Deno.addSignalListener(signal, async () => {
+    progress(`${signal}: stopping the servers`);
+    await stopAll();
+    Deno.exit(130);
+  });
+}
 // The runner itself lives on the generator's core, so the server's core is the server's alone.
 await output("taskset", ["-a", "-p", "-c", "1", String(Deno.pid)]);
 const all = await prepareTargets();

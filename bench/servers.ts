@@ -121,7 +121,7 @@ async function start(target: Target, dataDir: string | undefined): Promise<Serve
       (async () => {
         while (await stdout.next(1e9).catch(() => null) !== null);
       })();
-      return {
+      const server = {
         target,
         child,
         pid: leafPid(child.pid),
@@ -129,6 +129,8 @@ async function start(target: Target, dataDir: string | undefined): Promise<Serve
         stderr,
         dataDir,
       };
+      running.add(server);
+      return server;
     }
   }
 }
@@ -164,8 +166,17 @@ function leafPid(pid: number): number {
 /** `HUBBUB_CPU_PROF`: where hubbub on Deno writes a CPU profile (it must then exit, not be killed). */
 const CPU_PROF = Deno.env.get("HUBBUB_CPU_PROF");
 
+/** Servers started and not stopped yet: an interrupted run stops them (`stopAll`). */
+const running = new Set<Server>();
+
+/** Stops every server still running (their temporary data directories go with them). */
+export async function stopAll() {
+  for (const server of [...running]) await stopServer(server);
+}
+
 /** Kills a server and waits for it to exit (a profiled one is stopped with SIGTERM first). */
 export async function stopServer(server: Server) {
+  running.delete(server);
   if (CPU_PROF && server.target.command.includes("--cpu-prof")) {
     try {
       server.child.kill("SIGTERM");
