@@ -685,7 +685,17 @@ const latencyRows = (() => {
 
 const throughputSections = SCENARIOS.flatMap((sc) => {
   const byWorkers = ladders.get(sc.id)!;
-  const one = medianLadder(byWorkers.get(1)!), two = medianLadder(byWorkers.get(2)!);
+  // A round with a step other processes still disturbed after its repeats counts only when all were.
+  const isDisturbed = (l: Ladder) => l.steps.some((s) => s.foreign > FOREIGN);
+  const counted = (workers: number) => {
+    const list = byWorkers.get(workers)!;
+    return list.some((l) => !isDisturbed(l)) ? list.filter((l) => !isDisturbed(l)) : list;
+  };
+  const rounds = (workers: number) => {
+    const n = counted(workers).length;
+    return n === ROUNDS ? `${n}` : `${n} undisturbed`;
+  };
+  const one = medianLadder(counted(1)), two = medianLadder(counted(2));
   const offers = [...new Set([...one.steps, ...two.steps].map((s) => s.offered))]
     .sort((a, b) => a - b);
   const cell = (l: Ladder, offered: number) => {
@@ -701,19 +711,25 @@ const throughputSections = SCENARIOS.flatMap((sc) => {
   const disturbed = [1, 2].map((workers) =>
     byWorkers.get(workers)!.flatMap((l) => l.steps).filter((s) => s.foreign > FOREIGN).length
   );
-  const all = (workers: number) => byWorkers.get(workers)!.map(kneeText).join(", ");
+  const all = (workers: number) =>
+    byWorkers.get(workers)!.map((l) =>
+      `${kneeText(l)}${counted(workers).includes(l) ? "" : " (disturbed, not counted)"}`
+    ).join(", ");
   const sum = (workers: number, key: "lost" | "reordered" | "gaps" | "errors" | "closed") =>
     byWorkers.get(workers)!.reduce((n, l) => n + l[key], 0);
   const ratio = kneeOf(one) > 0 && kneeOf(two) > 0
     ? (kneeOf(two) / kneeOf(one)).toFixed(2) + "×"
     : "—";
   const saturatedRate = (workers: number) =>
-    median(byWorkers.get(workers)!.map((l) => l.saturated?.result.deliveredPerSec ?? NaN));
+    median(counted(workers).map((l) => l.saturated?.result.deliveredPerSec ?? NaN));
   const saturatedRounds = (workers: number) =>
-    byWorkers.get(workers)!.map((l) => fmtRate(l.saturated?.result.deliveredPerSec ?? NaN))
-      .join(", ");
+    byWorkers.get(workers)!.map((l) =>
+      `${fmtRate(l.saturated?.result.deliveredPerSec ?? NaN)}${
+        counted(workers).includes(l) ? "" : " (disturbed, not counted)"
+      }`
+    ).join(", ");
   const saturatedCpu = (workers: number) => {
-    const steps = byWorkers.get(workers)!.flatMap((l) => l.saturated ?? []);
+    const steps = counted(workers).flatMap((l) => l.saturated ?? []);
     return `${cores(median(steps.map((s) => s.serverCpu)))} cores for the workers, ${
       pct(median(steps.map((s) => s.result.genCpu)))
     } of a core for the generator`;
@@ -727,9 +743,9 @@ const throughputSections = SCENARIOS.flatMap((sc) => {
   return [
     `## Throughput: ${sc.title}`,
     "",
-    `Knee (delivered messages/s, median of ${ROUNDS}): **1 worker ${kneeText(one)}, 2 workers ${
-      kneeText(two)
-    } (2 ÷ 1: ${ratio})**, that is ${kneeMessages(one, sc)} and ${
+    `Knee (delivered messages/s, median of ${rounds(1)} / ${rounds(2)} rounds): **1 worker ${
+      kneeText(one)
+    }, 2 workers ${kneeText(two)} (2 ÷ 1: ${ratio})**, that is ${kneeMessages(one, sc)} and ${
       kneeMessages(two, sc)
     } sent, each numbered, stored and published through Deno KV. Every round: 1 worker ${
       all(1)
@@ -739,13 +755,15 @@ const throughputSections = SCENARIOS.flatMap((sc) => {
     "",
     `Delivered at a fixed ${
       fmtRate(sc.saturate)
-    }/s offered, above every knee (the workers ${""}saturated), median of ${ROUNDS}: **1 worker ${
-      fmtRate(saturatedRate(1))
-    }, 2 workers ${fmtRate(saturatedRate(2))} (2 ÷ 1: ${
-      ratioOf(saturatedRate(2), saturatedRate(1))
-    })**. Every round: 1 worker ${saturatedRounds(1)}; 2 workers ${
-      saturatedRounds(2)
-    }. Median CPU there: 1 worker ${saturatedCpu(1)}; 2 workers ${saturatedCpu(2)}.`,
+    }/s offered, above every knee (the workers ${""}saturated), median of ${rounds(1)} / ${
+      rounds(2)
+    } rounds: **1 worker ${fmtRate(saturatedRate(1))}, 2 workers ${
+      fmtRate(saturatedRate(2))
+    } (2 ÷ 1: ${ratioOf(saturatedRate(2), saturatedRate(1))})**. Every round: 1 worker ${
+      saturatedRounds(1)
+    }; 2 workers ${saturatedRounds(2)}. Median CPU there: 1 worker ${saturatedCpu(1)}; 2 workers ${
+      saturatedCpu(2)
+    }.`,
     "",
     `Every step of every round, overloaded ones too: lost after settling 1 worker ${
       sum(1, "lost")
