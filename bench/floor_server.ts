@@ -47,7 +47,8 @@ Deno.serve({
   hostname: "127.0.0.1",
   onListen: ({ port }) => console.log(JSON.stringify({ ev: "listening", port })),
 }, (request) => {
-  const { socket, response } = Deno.upgradeWebSocket(request);
+  // No pings: the receivers only count bytes and would never answer one.
+  const { socket, response } = Deno.upgradeWebSocket(request, { idleTimeout: 0 });
   socket.onopen = () => sockets.push(socket);
   socket.onerror = () => {};
   return response;
@@ -63,6 +64,9 @@ interface RunCommand {
 async function run({ kind, perTurn, burst, seconds }: RunCommand) {
   const payload = kind === "string" ? text : bytes;
   const n = sockets.length;
+  // A closed socket's send is a no-op that would count as a frame sent.
+  const closed = sockets.filter((s) => s.readyState !== WebSocket.OPEN).length;
+  if (closed > 0) return { ev: "ran", error: `${closed} of ${n} sockets are not open` };
   let next = 0, frames = 0;
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();

@@ -5,7 +5,7 @@
  * collector), idle left out. A flat, flame-graph-like top list for
  * bench/PROFILE.md.
  *
- * Usage: deno run --allow-read bench/profile_top.ts FILE.cpuprofile [--top 30]
+ * Usage: deno run --allow-read bench/profile_top.ts FILE.cpuprofile [--top 30] [--callers NAME]
  *
  * @module
  */
@@ -24,7 +24,7 @@ interface Profile {
   endTime: number;
 }
 
-const [file] = Deno.args.filter((a) => !a.startsWith("--") && !/^\d+$/.test(a));
+const [file] = Deno.args.filter((a) => a.endsWith(".cpuprofile"));
 if (file === undefined) {
   console.error("Usage: deno run --allow-read bench/profile_top.ts FILE.cpuprofile [--top 30]");
   Deno.exit(2);
@@ -60,11 +60,14 @@ function area(url: string, name: string): string {
 
 const byFunction = new Map<string, number>();
 const byArea = new Map<string, number>();
-let total = 0;
+let total = 0, idle = 0;
 for (const [id, us] of selfUs) {
   const { functionName, url, lineNumber } = byId.get(id)!.callFrame;
   const where = area(url, functionName);
-  if (where === "idle") continue;
+  if (where === "idle") {
+    idle += us;
+    continue;
+  }
   total += us;
   const short = url === "" ? "" : ` ${url.replace(/^.*\/(lib|bench)\//, "$1/")}:${lineNumber + 1}`;
   const key = `${functionName || "(anonymous)"}${short}`;
@@ -74,10 +77,39 @@ for (const [id, us] of selfUs) {
 
 const pct = (us: number) => `${(100 * us / total).toFixed(1)}%`;
 const sorted = (m: Map<string, number>) => [...m].sort((a, b) => b[1] - a[1]);
-console.log(`${file}: ${(total / 1e6).toFixed(2)} s of CPU sampled (idle left out)\n`);
+console.log(
+  `${file}: ${(total / 1e6).toFixed(2)} s sampled in JS or ops, ${
+    (idle / 1e6).toFixed(2)
+  } s idle ` +
+    `(the event loop, writes of spawned send tasks included; left out below)\n`,
+);
 console.log("| where | self time |\n|---|---|");
 for (const [where, us] of sorted(byArea)) console.log(`| ${where} | ${pct(us)} |`);
 console.log(`\n| function (top ${TOP} by self time) | self time |\n|---|---|`);
 for (const [key, us] of sorted(byFunction).slice(0, TOP)) {
   console.log(`| \`${key}\` | ${pct(us)} |`);
+}
+
+// `--callers NAME`: who calls a function (e.g. `run`, node:sqlite's statement method), 3 deep.
+const callersAt = Deno.args.indexOf("--callers");
+if (callersAt >= 0) {
+  const name = Deno.args[callersAt + 1];
+  const parent = new Map<number, ProfileNode>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n);
+  const byChain = new Map<string, number>();
+  let sum = 0;
+  for (const n of profile.nodes) {
+    if (n.callFrame.functionName !== name) continue;
+    const us = selfUs.get(n.id) ?? 0;
+    sum += us;
+    const chain: string[] = [];
+    for (let at = parent.get(n.id), d = 0; at && d < 3; at = parent.get(at.id), d++) {
+      chain.push(`${at.callFrame.functionName || "(anonymous)"}:${at.callFrame.lineNumber + 1}`);
+    }
+    byChain.set(chain.join(" < "), (byChain.get(chain.join(" < ")) ?? 0) + us);
+  }
+  console.log(`\n| callers of \`${name}\` (${(sum / 1e6).toFixed(2)} s) | share |\n|---|---|`);
+  for (const [chain, us] of sorted(byChain)) {
+    console.log(`| ${chain} | ${(100 * us / sum).toFixed(1)}% |`);
+  }
 }

@@ -230,6 +230,8 @@ export async function prepareTargets(): Promise<Target[]> {
     ...[deno, "run", "--allow-net", "--allow-env"],
     // HUBBUB_CPU_PROF=dir: a V8 CPU profile of each hubbub on Deno, written when it stops.
     ...(CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${CPU_PROF}`] : []),
+    // HUBBUB_DENO_FLAGS: more flags for hubbub on Deno (e.g. --v8-flags=--perf-basic-prof for perf).
+    ...(Deno.env.get("HUBBUB_DENO_FLAGS")?.split(" ").filter(Boolean) ?? []),
     // SQLite needs to read and write its directory, and nothing else.
     ...(store === "sqlite" ? [`--allow-read=${DATA_DIR}`, `--allow-write=${DATA_DIR}`] : []),
     ...["main.ts", ...HUBBUB_FLAGS, "--data-dir", store === "sqlite" ? DATA_DIR : "none"],
