@@ -298,3 +298,15 @@ export async function withTimeout<T>(promise: Promise<T>, what: string, ms = WAI
     clearTimeout(timer);
   }
 }
+
+/** A seeded source of numbers in [0, 1) (mulberry32), so that a failing run can be replayed. */
+export function seeded(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+}

@@ -2,7 +2,7 @@
  * The client library against real server processes: a WebSocket class whose
  * sockets a test can hold back or cut off under a `HubbubClient` (as a
  * network would), recorders that turn a client's events into promises to
- * await, and a seeded random source so that a failing run can be replayed.
+ * await (the seeded random source they take is `seeded` in tests/_helpers.ts).
  *
  * @module
  */
@@ -209,18 +209,6 @@ export function assertFullRange(messages: readonly Message[], count: number, wha
     assert.fail(`${what}: seq ${messages[wrong].seq} at position ${wrong + 1} (around: ${around})`);
   }
   assert.equal(messages.length, count, `${what}: ${messages.length} of ${count} messages`);
-}
-
-/** A seeded source of numbers in [0, 1) (mulberry32), so that a failing run can be replayed. */
-export function seeded(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
 }
 
 /** A client made by {@linkcode clientPool}: the client, what it emitted, and its sockets. */

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { withTimeout } from "../_helpers.ts";
+import { WAIT_MS, withTimeout } from "../_helpers.ts";
 import { readUntil, STARTUP_TIMEOUT_MS, terminate } from "./_process.ts";
 
 const ROOT = new URL("../../", import.meta.url);
@@ -151,4 +151,33 @@ export async function spawnServer(
     stop,
     [Symbol.asyncDispose]: stop,
   };
+}
+
+/** Polls `check` until it holds: another process's state has no event to await. */
+export async function waitFor(
+  what: string,
+  check: () => Promise<boolean>,
+  ms = WAIT_MS,
+): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`Timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+/** A metric's value on `node`, from `GET /metrics`; undefined when it is not there. */
+export async function metric(node: SpawnedServer, name: string): Promise<number | undefined> {
+  const text = await (await fetch(`${node.url}/metrics`)).text();
+  const line = text.split("\n").find((line) => line.startsWith(`${name} `));
+  return line === undefined ? undefined : Number(line.split(" ")[1]);
+}
+
+/** Waits until `node`'s metric `name` reads `value`. */
+export function waitForMetric(node: SpawnedServer, name: string, value: number, ms = WAIT_MS) {
+  return waitFor(
+    `${name} = ${value} on :${node.port}`,
+    async () => (await metric(node, name)) === value,
+    ms,
+  );
 }

@@ -11,8 +11,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { Message, Sent } from "../../client/mod.ts";
-import { withTimeout } from "../_helpers.ts";
-import { assertFullRange, clientPool, type PoolClient, seeded } from "./_client.ts";
+import { seeded, withTimeout } from "../_helpers.ts";
+import { assertFullRange, clientPool, type PoolClient } from "./_client.ts";
 import { startRedis } from "./_redis.ts";
 import { type SpawnedServer, spawnServer } from "./_server.ts";
 

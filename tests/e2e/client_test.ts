@@ -8,7 +8,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { Message } from "../../client/mod.ts";
-import { assertFullRange, clientPool, seeded, seqs } from "./_client.ts";
+import { seeded } from "../_helpers.ts";
+import { assertFullRange, clientPool, seqs } from "./_client.ts";
 import { type SpawnedServer, spawnServer } from "./_server.ts";
 
 const CHANNEL = "room";

@@ -7,9 +7,9 @@
  * giving out no name until every node has put its own back.
  */
 import assert from "node:assert/strict";
-import { openClient, type TestClient, WAIT_MS, withTimeout } from "../_helpers.ts";
+import { openClient, type TestClient, withTimeout } from "../_helpers.ts";
 import { startRedis, type TestRedis } from "./_redis.ts";
-import { type SpawnedServer, spawnServer } from "./_server.ts";
+import { metric, type SpawnedServer, spawnServer, waitFor, waitForMetric } from "./_server.ts";
 
 const API_KEY = "api-key-0123456789abcdef";
 /** Short, so that expiry is quick to observe; the default is 30 s. */
@@ -33,29 +33,6 @@ async function startNodes(redis: TestRedis, count: number): Promise<SpawnedServe
 
 async function stopAll(nodes: SpawnedServer[]) {
   await Promise.all(nodes.map((node) => node.stop()));
-}
-
-/** Polls `check` until it holds: another process's state has no event to await. */
-async function waitFor(what: string, check: () => Promise<boolean>, ms = WAIT_MS): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`Timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
-
-async function metric(node: SpawnedServer, name: string): Promise<number | undefined> {
-  const text = await (await fetch(`${node.url}/metrics`)).text();
-  const line = text.split("\n").find((line) => line.startsWith(`${name} `));
-  return line === undefined ? undefined : Number(line.split(" ")[1]);
-}
-
-function waitForMetric(node: SpawnedServer, name: string, value: number, ms = WAIT_MS) {
-  return waitFor(
-    `${name} = ${value} on :${node.port}`,
-    async () => (await metric(node, name)) === value,
-    ms,
-  );
 }
 
 async function members(node: SpawnedServer, channel: string): Promise<string[]> {

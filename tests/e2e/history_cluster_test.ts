@@ -6,7 +6,7 @@
  * empty means a new epoch, and recovery from the old one says so.
  */
 import assert from "node:assert/strict";
-import { type TestClient, WAIT_MS, withTimeout } from "../_helpers.ts";
+import { type TestClient, withTimeout } from "../_helpers.ts";
 import {
   assertContinuous,
   assertIn,
@@ -18,7 +18,7 @@ import {
   watch,
 } from "./_history.ts";
 import { startRedis, type TestRedis } from "./_redis.ts";
-import { type SpawnedServer, spawnServer } from "./_server.ts";
+import { type SpawnedServer, spawnServer, waitForMetric } from "./_server.ts";
 
 const CHANNEL = "room";
 /** Where a message is sent while Redis is down. */
@@ -42,29 +42,6 @@ async function startNodes(redis: TestRedis): Promise<SpawnedServer[]> {
   ));
   for (const node of nodes) await waitForMetric(node, "hubbub_cluster_nodes", 1);
   return nodes;
-}
-
-/** Polls `check` until it holds: another process's state has no event to await. */
-async function waitFor(what: string, check: () => Promise<boolean>, ms = WAIT_MS): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`Timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
-
-async function metric(node: SpawnedServer, name: string): Promise<number | undefined> {
-  const text = await (await fetch(`${node.url}/metrics`)).text();
-  const line = text.split("\n").find((line) => line.startsWith(`${name} `));
-  return line === undefined ? undefined : Number(line.split(" ")[1]);
-}
-
-function waitForMetric(node: SpawnedServer, name: string, value: number, ms = WAIT_MS) {
-  return waitFor(
-    `${name} = ${value} on :${node.port}`,
-    async () => (await metric(node, name)) === value,
-    ms,
-  );
 }
 
 /** The fields of messages that identify them, as `Seen`. */

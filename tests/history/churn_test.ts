@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import type { Config } from "../../lib/config.ts";
 import { createMemoryCluster } from "../../lib/cluster/engine.ts";
-import { type Frame, startServer, type TestClient, type TestServer } from "../_helpers.ts";
+import { type Frame, seeded, startServer, type TestClient, type TestServer } from "../_helpers.ts";
 import { range } from "./_history.ts";
 
 const CLIENTS = 20;
@@ -26,18 +26,6 @@ const OVERRIDES: Partial<Config> = {
   connectRate: 10_000,
 };
 
-/** A small seeded PRNG (mulberry32): the same choices on every run. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** One client of the soak across its connections: what it saw, and where it stands. */
 interface Member {
   readonly index: number;
@@ -52,7 +40,7 @@ interface Member {
 
 /** Runs the soak against `nodes` (clients reconnect to one at random); returns the members. */
 async function churn(nodes: TestServer[]): Promise<Member[]> {
-  const rand = random(SEED);
+  const rand = seeded(SEED);
   const pick = <T>(items: readonly T[]): T => items[Math.floor(rand() * items.length)];
   /** Every message's id by seq, as the first member to see it saw it. */
   const ids = new Map<number, string>();
