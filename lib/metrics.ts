@@ -29,6 +29,8 @@ export interface Metrics {
   slowConsumers: number;
   /** Chat messages stored in the history. */
   messagesStored: number;
+  /** Writes to the history store (a transaction, or an append to a shared log): messages are batched. */
+  historyWrites: number;
   /** Chat messages delivered live but not stored: the history store failed or was unreachable. */
   historyFailures: number;
   rateLimited: number;
@@ -67,6 +69,7 @@ export function createMetrics(): Metrics {
     closes: new Map(),
     slowConsumers: 0,
     messagesStored: 0,
+    historyWrites: 0,
     historyFailures: 0,
     rateLimited: 0,
     internalErrors: 0,
@@ -282,6 +285,12 @@ export function renderMetrics(metrics: Metrics, gauges: Gauges, build: BuildInfo
       "counter",
       "Chat messages stored in the channel history.",
       one(metrics.messagesStored),
+    ],
+    [
+      "hubbub_history_writes_total",
+      "counter",
+      "Writes to the history store; messages stored ÷ writes is the batch size.",
+      one(metrics.historyWrites),
     ],
     [
       "hubbub_history_failures_total",

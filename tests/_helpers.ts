@@ -12,7 +12,7 @@ import { DIALECTS } from "../lib/dialects/index.ts";
 import type { Dialect } from "../lib/dialects/dialect.ts";
 import type { Engine } from "../lib/cluster/engine.ts";
 import { type Logger, silentLogger } from "../lib/log.ts";
-import { serveDeno } from "../lib/runtime/deno.ts";
+import { denoRuntime, serveDeno } from "../lib/runtime/deno.ts";
 import type { MessageStore } from "../lib/store/store.ts";
 
 /** The configuration tests start from. */
@@ -59,6 +59,7 @@ export function startServer(
   const app = createApp(config, {
     clock: deps.clock ?? systemClock,
     version: "test",
+    afterIo: denoRuntime.afterIo,
     dialects: deps.dialects,
     engine: deps.engine,
     nodeId: deps.nodeId,

@@ -54,6 +54,11 @@ export interface ContextDeps {
   version: string;
   /** The hub that suits the runtime; the coalescing hub by default. */
   hub?: HubFactory;
+  /**
+   * Runs a task once the runtime has handled what one read of its sockets
+   * brought (the runtime's `afterIo`); a microtask by default.
+   */
+  afterIo?: (task: () => void) => void;
   /** The wire protocols besides the native one that sockets may speak. */
   dialects?: readonly Dialect[];
   /** What this node shares with the others of its cluster; a lone in-memory node by default. */
@@ -106,6 +111,8 @@ export interface AppContext {
   /** This node's id in the cluster. */
   readonly nodeId: string;
   readonly hub: Hub;
+  /** Runs a task once the runtime has handled what one read of its sockets brought. */
+  readonly afterIo: (task: () => void) => void;
   /**
    * Where channel messages are stored and numbered; set once by `createApp`
    * right after the context (it needs the parts the context wires).
@@ -236,6 +243,7 @@ export function createContext(
     cluster,
     nodeId,
     hub,
+    afterIo: deps.afterIo ?? queueMicrotask,
     history: NO_HISTORY,
     joining: new Map(),
     idleWaiters: [],

@@ -47,9 +47,10 @@ export function createLocalHistory(ctx: AppContext, store: MessageStore): Histor
   const schedule = () => {
     if (scheduled || stopped) return;
     scheduled = true;
-    // A microtask: the frames of one read share a transaction. (A timer would batch more, but
-    // its bursts reach the hub between two backlog checks and make healthy readers look stuck.)
-    queueMicrotask(history.flush);
+    // After the current read of the sockets: what it brought shares one transaction. (A timer
+    // would batch more, but its bursts reach the hub between two backlog checks and make healthy
+    // readers look stuck.)
+    ctx.afterIo(history.flush);
   };
 
   const history: History = {
@@ -104,6 +105,7 @@ export function createLocalHistory(ctx: AppContext, store: MessageStore): Histor
         })),
       );
       lastWriteFailed = !appended.ok;
+      ctx.metrics.historyWrites++;
       if (!appended.ok) {
         ctx.metrics.historyFailures += batch.length;
         ctx.log.limited(

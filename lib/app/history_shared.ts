@@ -99,6 +99,7 @@ export function createSharedHistory(ctx: AppContext, log: SharedLog): History {
       frameOpen: JSON.stringify(frame).slice(0, -1),
       busOpen: busOpen(channel, submission.origin, submission.except),
     }));
+    ctx.metrics.historyWrites++;
     log.append(ctx.nodeId, channel, messages).then((appended) => {
       if (!appended.ok) {
         ctx.log.limited(
@@ -160,7 +161,7 @@ export function createSharedHistory(ctx: AppContext, log: SharedLog): History {
       queue.push(waiting);
       if (scheduled) return;
       scheduled = true;
-      queueMicrotask(history.flush);
+      ctx.afterIo(history.flush);
     },
     join(session, effect) {
       const { channel, since } = effect;

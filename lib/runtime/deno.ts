@@ -318,6 +318,7 @@ export const denoRuntime: Runtime = {
       return denoListenError(error);
     }
   },
+  afterIo: (task) => setImmediate(task),
   residentBytes: () => Deno.memoryUsage().rss,
   openKvEngine: openDenoKvEngine,
   onShutdownSignal(handler) {

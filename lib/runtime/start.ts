@@ -123,6 +123,7 @@ export async function startHubbub(runtime: Runtime, options: StartOptions): Prom
     runtime: runtime.name,
     residentBytes: runtime.residentBytes,
     hub: runtime.hub,
+    afterIo: runtime.afterIo,
     dialects: DIALECTS,
     log,
     engine,

@@ -51,6 +51,13 @@ export interface Runtime {
   serve(app: App, options: ServeOptions): RunningServer | ListenError;
   /** The hub that suits this runtime; the coalescing hub when absent. */
   hub?: HubFactory;
+  /**
+   * Runs `task` after every event of the current read of the sockets, so
+   * that what they brought is stored in one transaction. Absent: a
+   * microtask, which Deno runs once per read; Bun runs microtasks after
+   * each message.
+   */
+  afterIo?: (task: () => void) => void;
   /** The process's resident memory in bytes. */
   residentBytes(): number;
   /** Opens the Deno KV engine (`--engine kv`); absent where there is no Deno KV. */
