@@ -5,20 +5,22 @@
  * restarts; a new file gets a new epoch. Each append batch is one transaction
  * (WAL, `synchronous=NORMAL`), so a tick's messages cost one commit.
  *
- * On Bun every incoming message is its own tick, so a commit's cost is paid
- * per message; it is kept to one row and about one page written: the file is
- * locked for this process alone (no lock calls per transaction, no shared
- * memory; a second server on the same directory waits, then runs on memory),
- * so heads are kept in memory too; a channel's head is its newest row's seq
- * (trimming never removes that row); and trimming runs once per 64 messages
- * of a channel. Reads skip what is trimmed but not yet deleted (older than
+ * One process at a time: `<path>-lock` is held for as long as the store is
+ * open, and a second server on the same directory waits 5 s, then runs on
+ * memory. Heads are therefore kept in memory too; a channel's head is its
+ * newest row's seq (trimming never removes that row); and trimming runs once
+ * per 64 messages of a channel, so a commit usually writes its rows and
+ * little else. Reads skip what is trimmed but not yet deleted (older than
  * `--history-size` messages or than `--history-ttl`), so what they return is
  * as if every append trimmed. There is no index on the age: expired messages
- * are the oldest of their channel, deleted in seq order.
+ * are the oldest of their channel, deleted in seq order. The write-ahead log
+ * is checkpointed on a worker thread (`checkpointer.ts`), so its disk syncs
+ * never stall the event loop.
  *
  * @module
  */
 import { DatabaseSync } from "node:sqlite";
+import { startCheckpointer } from "./checkpointer.ts";
 import {
   type Appended,
   canRecover,
@@ -78,18 +80,54 @@ const reason = (error: unknown): string => error instanceof Error ? error.messag
  * opened.store.close();
  * ```
  */
-export function openSqliteStore(path: string, options: StoreOptions = {}): Opened {
-  let db: DatabaseSync;
+export function openSqliteStore(path: string, options: SqliteOptions = {}): Opened {
+  const onDisk = path !== ":memory:";
+  let lock: DatabaseSync | null = null;
+  let db: DatabaseSync | null = null;
   try {
+    if (onDisk) lock = lockFor(path, options.lockWaitMs ?? LOCK_WAIT_MS);
     db = new DatabaseSync(path);
+    return { ok: true, store: createSqliteStore(db, lock, onDisk ? path : null, options) };
   } catch (error) {
-    return { ok: false, message: `Cannot open the history database "${path}": ${reason(error)}` };
+    db?.close();
+    lock?.close();
+    const busy = /locked|busy/i.test(reason(error));
+    return {
+      ok: false,
+      message: `Cannot open the history database "${path}": ${
+        busy ? "another process is using it" : reason(error)
+      }`,
+    };
   }
+}
+
+/** How long opening waits for another process to let go of the database. */
+const LOCK_WAIT_MS = 5000;
+
+/** What `openSqliteStore` takes besides the store's own options. */
+export type SqliteOptions = StoreOptions & {
+  /** How long to wait for another process holding the database; 5 s by default. */
+  lockWaitMs?: number;
+};
+
+/**
+ * Keeps the database at `path` to this process: a small database beside it
+ * (`<path>-lock`) written once in exclusive locking mode, which holds its
+ * lock until closed. (The history database itself is shared with the
+ * checkpointer's connection, so it cannot be the lock.) Throws "database is
+ * locked" once `waitMs` have passed while another process holds it.
+ */
+function lockFor(path: string, waitMs: number): DatabaseSync {
+  const lock = new DatabaseSync(`${path}-lock`);
   try {
-    return { ok: true, store: createSqliteStore(db, options) };
+    lock.exec(`PRAGMA busy_timeout = ${Math.max(0, Math.floor(waitMs))}`);
+    lock.exec("PRAGMA locking_mode = EXCLUSIVE");
+    lock.exec("CREATE TABLE IF NOT EXISTS holder (pid INTEGER)");
+    lock.exec("DELETE FROM holder"); // the first write takes the lock, and keeps it
+    return lock;
   } catch (error) {
-    db.close();
-    return { ok: false, message: `Cannot open the history database "${path}": ${reason(error)}` };
+    lock.close();
+    throw error;
   }
 }
 
@@ -97,18 +135,25 @@ export function openSqliteStore(path: string, options: StoreOptions = {}): Opene
 const TRIM_EVERY = 64;
 /** Heads kept in memory; past this many channels the cache starts over (a query refills it). */
 const MAX_CACHED_HEADS = 100_000;
+/** Pages of log after which the writer's own connection checkpoints, when no worker does. */
+const AUTOCHECKPOINT_PAGES = 10_000;
 
-function createSqliteStore(db: DatabaseSync, options: StoreOptions): MessageStore {
+function createSqliteStore(
+  db: DatabaseSync,
+  lock: DatabaseSync | null,
+  path: string | null,
+  options: StoreOptions,
+): MessageStore {
   const { maxPerChannel, maxAgeMs, now } = resolveOptions(options);
-  // Exclusive before WAL: the WAL index then lives in this process's memory, not in a -shm file.
-  db.exec(
-    "PRAGMA busy_timeout = 5000; PRAGMA locking_mode = EXCLUSIVE; PRAGMA cache_size = -16384;",
-  );
-  // A checkpoint syncs twice (4–6 ms each on a VM disk) inside the commit that triggers it:
-  // every 10,000 pages written (40 MB of WAL) instead of SQLite's 1,000.
-  db.exec(
-    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 10000;",
-  );
+  db.exec("PRAGMA busy_timeout = 5000; PRAGMA cache_size = -16384;");
+  db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;");
+  // Checkpoints run on a worker (checkpointer.ts), never inside this connection's commits; if
+  // there is no worker, or it fails, this connection checkpoints every 10,000 pages (40 MB).
+  let closed = false;
+  const checkpointer = path === null ? null : startCheckpointer(path, () => {
+    if (!closed) db.exec(`PRAGMA wal_autocheckpoint = ${AUTOCHECKPOINT_PAGES}`);
+  });
+  db.exec(`PRAGMA wal_autocheckpoint = ${checkpointer === null ? AUTOCHECKPOINT_PAGES : 0}`);
   db.exec(SCHEMA);
   const found = db.prepare("SELECT value FROM meta WHERE key = 'epoch'").get() as
     | { value: string }
@@ -259,7 +304,11 @@ function createSqliteStore(db: DatabaseSync, options: StoreOptions): MessageStor
       return row === undefined ? null : toMessage(toRow(row));
     },
     close() {
-      db.close();
+      if (closed) return;
+      closed = true;
+      checkpointer?.stop();
+      db.close(); // (the last connection to close checkpoints the log and deletes it)
+      lock?.close();
     },
   };
   return store;

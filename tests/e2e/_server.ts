@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { WAIT_MS, withTimeout } from "../_helpers.ts";
+import { WAIT_MS, waitFor, withTimeout } from "../_helpers.ts";
 import { readUntil, STARTUP_TIMEOUT_MS, terminate } from "./_process.ts";
 
 const ROOT = new URL("../../", import.meta.url);
@@ -151,19 +151,6 @@ export async function spawnServer(
     stop,
     [Symbol.asyncDispose]: stop,
   };
-}
-
-/** Polls `check` until it holds: another process's state has no event to await. */
-export async function waitFor(
-  what: string,
-  check: () => Promise<boolean>,
-  ms = WAIT_MS,
-): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`Timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
 }
 
 /** A metric's value on `node`, from `GET /metrics`; undefined when it is not there. */

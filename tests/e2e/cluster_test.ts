@@ -7,9 +7,9 @@
  * giving out no name until every node has put its own back.
  */
 import assert from "node:assert/strict";
-import { openClient, type TestClient, withTimeout } from "../_helpers.ts";
+import { openClient, type TestClient, waitFor, withTimeout } from "../_helpers.ts";
 import { startRedis, type TestRedis } from "./_redis.ts";
-import { metric, type SpawnedServer, spawnServer, waitFor, waitForMetric } from "./_server.ts";
+import { metric, type SpawnedServer, spawnServer, waitForMetric } from "./_server.ts";
 
 const API_KEY = "api-key-0123456789abcdef";
 /** Short, so that expiry is quick to observe; the default is 30 s. */

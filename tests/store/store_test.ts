@@ -4,6 +4,7 @@ import { createManualClock } from "../../lib/core/clock.ts";
 import { createMemoryStore } from "../../lib/store/memory.ts";
 import { openSqliteStore } from "../../lib/store/sqlite.ts";
 import type { MessageStore, NewMessage, StoreOptions } from "../../lib/store/store.ts";
+import { waitFor } from "../_helpers.ts";
 
 const HOUR = 60 * 60 * 1000;
 
@@ -260,6 +261,42 @@ Deno.test("store (sqlite file): a path that cannot be opened is a value, not a t
     assert.equal(opened.ok, false);
     if (!opened.ok) assert.match(opened.message, /^Cannot open the history database "/);
   } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("store (sqlite file): a second open of the same file waits, then says another process is using it; once the first closed, it opens", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "hubbub-store-" });
+  try {
+    const path = join(dir, "history.db");
+    const first = sqliteStore(path);
+    const second = openSqliteStore(path, { lockWaitMs: 50 });
+    assert.equal(second.ok, false);
+    if (!second.ok) assert.match(second.message, /another process is using it/);
+    first.close();
+    sqliteStore(path).close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("store (sqlite file): the log is checkpointed on a worker: the database file takes the messages while the writer's connection never checkpoints", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "hubbub-store-" });
+  const path = join(dir, "history.db");
+  const store = sqliteStore(path);
+  try {
+    // 1,000 messages of 300 characters: about 300 KB that only a checkpoint puts in the file.
+    const text = "x".repeat(300);
+    for (let i = 0; i < 50; i++) {
+      const messages = batch(20, "ann", `b${i}-`).map((m) => ({ ...m, text: m.text + text }));
+      append(store, `c${i % 10}`, messages);
+    }
+    await waitFor(
+      "the database file to hold the messages",
+      async () => (await Deno.stat(path)).size > 250_000,
+    );
+  } finally {
+    store.close();
     await Deno.remove(dir, { recursive: true });
   }
 });
