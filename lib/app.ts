@@ -78,6 +78,9 @@ export function createApp(config: Config, deps: AppDeps): App {
   ctx.history = ctx.cluster !== null && deps.engine?.log !== undefined
     ? createSharedHistory(ctx, deps.engine.log)
     : createLocalHistory(ctx, deps.store ?? createMemoryStore(historyLimits(config, deps.clock)));
+  // Whoever changes membership (a command, a dialect, the cluster, a close), what waits to be
+  // stored goes out first, to the members it was sent to.
+  ctx.core.channels.beforeChange = () => ctx.history.flush();
   const stopTimers = startTimers(ctx);
   const fetch = createHttpFace(ctx, {
     ...deps,

@@ -56,8 +56,7 @@ export function processFrame(ctx: AppContext, session: Session, frame: InboundFr
 function processDialect(ctx: AppContext, session: Session, frame: InboundFrame): void {
   const dialect = ctx.dialects.get(session.dialect)!;
   const state = ctx.dialectStates.get(session.id);
-  // A dialect frame may change membership: every message before it is delivered first.
-  ctx.history.flush();
+  // (A dialect frame that changes membership flushes the history first: `beforeChange`.)
   const result = typeof frame === "string"
     ? dialect.receive(ctx.dialectContext, session, state, frame)
     : dialect.receiveBinary?.(ctx.dialectContext, session, state, frame.bytes) ?? [];

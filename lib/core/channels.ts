@@ -10,6 +10,12 @@ import type { SessionId } from "./registry.ts";
 export interface Channels {
   /** Channel name → member session → the name it joined under. */
   readonly members: Map<string, Map<SessionId, string>>;
+  /**
+   * Called before any member joins or leaves. The app delivers the messages
+   * still waiting to be stored here, so that none reaches a member who
+   * joined after it was sent, and none misses one who left after.
+   */
+  beforeChange?: () => void;
 }
 
 /** A channel and its member count, as the channel list shows it. */
@@ -30,18 +36,22 @@ export function joinChannel(
   session: SessionId,
   name: string,
 ): boolean {
+  if (channels.members.get(channel)?.has(session)) return false;
+  channels.beforeChange?.();
+  // Read after the hook: what it delivers may not change membership, but nothing relies on that.
   let members = channels.members.get(channel);
   if (members === undefined) {
     members = new Map();
     channels.members.set(channel, members);
   }
-  if (members.has(session)) return false;
   members.set(session, name);
   return true;
 }
 
 /** Removes a member; false when it was not one. Deletes the channel once empty. */
 export function leaveChannel(channels: Channels, channel: string, session: SessionId): boolean {
+  if (!channels.members.get(channel)?.has(session)) return false;
+  channels.beforeChange?.();
   const members = channels.members.get(channel);
   if (members === undefined || !members.delete(session)) return false;
   if (members.size === 0) channels.members.delete(channel);

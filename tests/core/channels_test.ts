@@ -43,3 +43,17 @@ Deno.test("channels: the list is sorted by name", () => {
   for (const name of ["b", "a", "c"]) joinChannel(channels, name, 1, "x");
   assert.deepEqual(listChannels(channels).map((c) => c.name), ["a", "b", "c"]);
 });
+
+Deno.test("channels: beforeChange runs before every join and leave, seeing the old members, and never for a no-op", () => {
+  const channels = createChannels();
+  const seen: string[][] = [];
+  channels.beforeChange = () => seen.push(memberNames(channels, "c"));
+  joinChannel(channels, "c", 1, "alice");
+  joinChannel(channels, "c", 2, "bob");
+  joinChannel(channels, "c", 2, "bob"); // already in
+  leaveChannel(channels, "c", 1);
+  leaveChannel(channels, "c", 1); // already out
+  leaveChannel(channels, "nowhere", 2);
+  leaveChannel(channels, "c", 2);
+  assert.deepEqual(seen, [[], ["alice"], ["alice", "bob"], ["bob"]]);
+});
