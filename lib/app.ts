@@ -58,6 +58,11 @@ export interface App {
   idle(): Promise<void>;
   /** Stops the app's timers and leaves the cluster; call once the server is done. */
   stop(): Promise<void>;
+  /**
+   * Whether deciding an upgrade waits on the network (an authorizer), so
+   * that its client may leave meanwhile; adapters watch for that only then.
+   */
+  readonly upgradesWait: boolean;
   /** Counters, for adapters to add what only they see. */
   readonly metrics: Metrics;
   /** How many WebSockets are open. */
@@ -102,6 +107,7 @@ export function createApp(config: Config, deps: AppDeps): App {
       ctx.hub.stop();
       await ctx.cluster?.stop();
     },
+    upgradesWait: ctx.authorizer !== null,
     metrics: ctx.metrics,
     get connections() {
       return ctx.sessions.size;

@@ -24,6 +24,7 @@ function buggyApp(logged: string[]): App {
     shutdown() {},
     idle: () => Promise.resolve(),
     stop: () => Promise.resolve(),
+    upgradesWait: false,
     metrics: createMetrics(),
     connections: 0,
     log: createLogger({
