@@ -189,9 +189,12 @@ export function createHub(options: HubOptions): Hub {
     }
   };
 
-  /** Holds `outbox` when its socket has `HOLD_BYTES` unsent; says whether it did. */
-  const hold = (outbox: Outbox): boolean => {
-    if (outbox.socket.bufferedAmount < HOLD_BYTES) return false;
+  /**
+   * Holds `outbox` when its socket's backlog (`buffered`, read by the caller) has `HOLD_BYTES`
+   * unsent; says whether it did.
+   */
+  const hold = (outbox: Outbox, buffered: number): boolean => {
+    if (buffered < HOLD_BYTES) return false;
     held.add(outbox);
     if (heldTimer === undefined && !stopped) heldTimer = setTimeout(pollHeld, HELD_POLL_MS);
     return true;
@@ -203,21 +206,28 @@ export function createHub(options: HubOptions): Hub {
       held.delete(outbox);
       return;
     }
-    if (!force && hold(outbox)) return;
+    // The one backlog read of a write (a runtime call): it decides both the hold and the check.
+    let buffered = outbox.socket.bufferedAmount;
+    if (!force && hold(outbox, buffered)) return;
     held.delete(outbox);
     const sealed = outbox.sealed;
     if (sealed.length > 0) {
       outbox.sealed = [];
-      for (const batch of sealed) send(outbox, batch);
+      for (const batch of sealed) buffered = send(outbox, batch, buffered);
     }
     const { batch } = outbox;
     if (batch === undefined) return;
     outbox.batch = undefined;
-    send(outbox, batch);
+    send(outbox, batch, buffered);
   };
 
-  /** One batch to the socket: one frame, or one per message for dialect clients. */
-  const send = (outbox: Outbox, batch: Batch) => {
+  /**
+   * One batch to the socket: one frame, or one per message for dialect clients. `buffered` is
+   * at least the socket's backlog before; returns a bound on it after. Only a socket that may now
+   * be over the cap (or was at its last check) is looked at again: a UTF-16 code unit is at most
+   * 3 bytes of UTF-8, so a socket whose bound stays under the cap cannot be a slow consumer yet.
+   */
+  const send = (outbox: Outbox, batch: Batch, buffered: number): number => {
     if (outbox.coalesce) {
       outbox.socket.send(textOf(batch));
       metrics.framesOut++;
@@ -227,7 +237,11 @@ export function createHub(options: HubOptions): Hub {
       else for (const text of framesOf(batch)) outbox.socket.send(text);
       metrics.framesOut += batch.frames;
     }
-    written.add(outbox);
+    const after = buffered + 3 * batch.chars;
+    if (after > options.maxBufferedBytes || outbox.backlogOverCap !== Infinity) {
+      written.add(outbox);
+    }
+    return after;
   };
 
   /** Writes to the held sockets that have drained; checks the others now and then. */
@@ -282,7 +296,7 @@ export function createHub(options: HubOptions): Hub {
     outbox.batch = batch;
     if (batch.frames >= MAX_BATCH_FRAMES || batch.chars >= MAX_BATCH_CHARS) {
       // Bounded: a big burst goes out in pieces, or, while the socket is busy, waits in pieces.
-      if (hold(outbox)) {
+      if (hold(outbox, outbox.socket.bufferedAmount)) {
         outbox.sealed.push(batch);
         outbox.batch = undefined;
       } else {
