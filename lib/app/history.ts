@@ -167,9 +167,13 @@ function deliver(ctx: AppContext, waiting: Waiting, stored: StoredMessage | unde
   const { channel, frame, submission } = waiting;
   const { except, origin } = submission;
   const delivered = publish(ctx, channel, stored ?? frame, except, origin);
-  for (const each of [submission, ...waiting.alsoFor]) {
-    if (stored === undefined) unstored(ctx, channel, frame.id, delivered, each);
-    else settled(ctx, stored, each, each !== submission, each === submission ? delivered : 0);
+  // The sender, then whoever sent the same key in this batch (no array or closure per message).
+  if (stored === undefined) {
+    unstored(ctx, channel, frame.id, delivered, submission);
+    for (const each of waiting.alsoFor) unstored(ctx, channel, frame.id, delivered, each);
+  } else {
+    settled(ctx, stored, submission, false, delivered);
+    for (const each of waiting.alsoFor) settled(ctx, stored, each, true);
   }
 }
 
