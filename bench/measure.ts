@@ -6,7 +6,17 @@
  */
 import { fmtKiB, fmtMs, fmtRate, median, pct, progress, sleep } from "./format.ts";
 import { Generator, type Ready, type StepResult } from "./generator.ts";
-import { BUSY, FOREIGN, KEPT_UP, MAX_P99_MS, QUICK, REF_PAD, SOURCES, STEP } from "./options.ts";
+import {
+  BUSY,
+  FIXED_LOAD,
+  FOREIGN,
+  KEPT_UP,
+  MAX_P99_MS,
+  QUICK,
+  REF_PAD,
+  SOURCES,
+  STEP,
+} from "./options.ts";
 import { coreBusy, cpuBetween, type Sample, sample, socketQueues } from "./proc.ts";
 import type { Scenario } from "./scenarios.ts";
 import { type Server, startServer, stopServer, type Target } from "./servers.ts";
@@ -28,6 +38,8 @@ export interface Run {
   /** The first step failed: the knee is below the ladder's start. */
   kneeBelow?: number;
   latency: StepResult[];
+  /** Steps at `FIXED_LOAD` (its targets only), for server CPU per delivery. */
+  fixed: StepResult[];
   error?: string;
   restarts: number;
   /** When the scenario was run several times: every run, this one (the median) among them. */
@@ -227,6 +239,7 @@ export async function runScenario(
     scenario: sc,
     steps: [],
     latency: [],
+    fixed: [],
     restarts: 0,
   };
   progress(`  ${sc.id}`);
@@ -243,6 +256,7 @@ export async function runScenario(
     // Warm up (JIT, and the garbage of the join storm) with a step that is not recorded.
     await sleep(500);
     await step(trial.session, sc, sc.ladderStart / 4, "warm-up");
+    await measureFixedLoad(trial);
     await searchKnee(trial, hint);
     return run;
   } catch (error) {
@@ -273,6 +287,21 @@ async function measureIdle(session: Session, sc: Scenario, run: Run) {
     }`,
   );
 }
+
+/** The steps at `FIXED_LOAD`, for the targets and the scenario it names. */
+async function measureFixedLoad(trial: Trial) {
+  const { target, sc, run } = trial;
+  if (sc.id !== FIXED_LOAD.scenario || !FIXED_LOAD.targets.includes(target.id)) return;
+  for (let i = 0; i < FIXED_LOAD.steps; i++) {
+    const s = await measureStep(trial, FIXED_LOAD.deliveriesPerSec);
+    run.fixed.push(s);
+    if (!s.pass) await recover(trial, s);
+  }
+}
+
+/** Server CPU time per 1,000 deliveries in a step, in milliseconds. */
+export const cpuPerThousand = (s: StepResult) =>
+  s.serverCpu / Math.max(1, s.deliveredPerSec) * 1000 * 1000;
 
 /** After a failed step: let the backlog drain, or start over if it cannot. */
 async function recover(trial: Trial, failed: StepResult) {

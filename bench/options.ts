@@ -62,6 +62,19 @@ export const REPEATS = QUICK ? 1 : 3;
 /** The scenario and the servers that it is repeated for. */
 export const REPEATED = { scenario: "one-room-1k", targets: ["hubbub-bun", "ref-bun"] };
 
+/**
+ * Issue 17's generator-independent figure for Bun: server CPU time per
+ * 1,000 deliveries at one offered load below both servers' knees, hubbub
+ * on Bun against Bun's own `server.publish`. Measured right after the
+ * warm-up of each of their runs of the scenario, `steps` times.
+ */
+export const FIXED_LOAD = {
+  scenario: "one-room-1k",
+  targets: ["hubbub-bun", "ref-bun"],
+  deliveriesPerSec: 1_000_000,
+  steps: QUICK ? 1 : 2,
+};
+
 /** The servers of the history-store comparison: each runtime with SQLite (the default) and memory. */
 export const STORE_TARGETS = [
   "hubbub-deno",

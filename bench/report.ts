@@ -5,9 +5,19 @@
  * @module
  */
 import { type Figures, figures, kneeRatio, kneeText, type Results } from "./figures.ts";
-import { fmtKiB, fmtMs, fmtRate, pct, ratio } from "./format.ts";
-import { disturbed, offered } from "./measure.ts";
-import { BENCH, FOREIGN, KEPT_UP, MAX_P99_MS, QUICK, REF_PAD, REPEATS, STEP } from "./options.ts";
+import { fmtKiB, fmtMs, fmtRate, median, pct, ratio } from "./format.ts";
+import { cpuPerThousand, disturbed, offered } from "./measure.ts";
+import {
+  BENCH,
+  FIXED_LOAD,
+  FOREIGN,
+  KEPT_UP,
+  MAX_P99_MS,
+  QUICK,
+  REF_PAD,
+  REPEATS,
+  STEP,
+} from "./options.ts";
 import { output } from "./processes.ts";
 import { SCENARIOS } from "./scenarios.ts";
 import { findBun, type Target } from "./servers.ts";
@@ -104,7 +114,7 @@ function header(
   const allSteps = [...results.values()].flatMap((m) =>
     [...m.values()].flatMap((
       r,
-    ) => [...(r.repeats ?? [r]).flatMap((x) => [...x.steps, ...x.latency])])
+    ) => [...(r.repeats ?? [r]).flatMap((x) => [...x.steps, ...x.latency, ...x.fixed])])
   );
   const busy = allSteps.filter(disturbed).length;
   if (busy > 0) {
@@ -145,6 +155,7 @@ function goals(results: Results): string[] {
   out.push(
     `| hubbub on Bun ÷ Bun publish, delivered msgs/s ≥ 0.90 | ${hbText} | ${hbMet} |`,
   );
+  out.push(fixedLoadGoal(results));
   const [hwText, hwMet] = goalRatio(one("hubbub-bun-wsify"), rb, 0.8);
   out.push(
     `| dialect traffic (wsify, one frame per message), hubbub on Bun ÷ Bun publish ≥ 0.80 | ${hwText} | ${hwMet} |`,
@@ -189,6 +200,37 @@ function goals(results: Results): string[] {
   );
   out.push("");
   return out;
+}
+
+/**
+ * Issue 17's goal 4: server CPU per 1,000 deliveries at `FIXED_LOAD`, hubbub on Bun ÷ Bun
+ * publish, the median of every step that kept up across all their runs. The generator keeps up
+ * at this load, so the figure is the servers' own, whatever the knees say.
+ */
+function fixedLoadGoal(results: Results): string {
+  const { scenario, deliveriesPerSec } = FIXED_LOAD;
+  const [hubbub, reference] = FIXED_LOAD.targets.map((t) => {
+    const run = results.get(scenario)?.get(t);
+    const steps = (run?.repeats ?? (run ? [run] : [])).flatMap((r) => r.fixed);
+    const kept = steps.filter((s) => s.pass);
+    const perThousand = kept.length > 0 ? median(kept.map(cpuPerThousand)) : undefined;
+    return { perThousand, kept: kept.length, of: steps.length };
+  });
+  const goal = `server CPU per 1,000 deliveries at ${
+    fmtRate(deliveriesPerSec)
+  }/s offered (one room of 1,000), hubbub on Bun ÷ Bun publish ≤ 1.10`;
+  if (hubbub.perThousand === undefined || reference.perThousand === undefined) {
+    return `| ${goal} | not measured | — |`;
+  }
+  const r = hubbub.perThousand / reference.perThousand;
+  const fmt = (ms: number) => `${ms.toFixed(3)} ms`;
+  return `| ${goal} | ${ratio(hubbub.perThousand, reference.perThousand)} (${
+    fmt(hubbub.perThousand)
+  } vs ${
+    fmt(reference.perThousand)
+  }; medians of ${hubbub.kept} and ${reference.kept} steps that kept up, of ${hubbub.of} and ${reference.of}) | ${
+    r <= 1.1 ? "yes" : "**no**"
+  } |`;
 }
 
 /** A goal that is a ratio of two knees: the measured text and whether it is met. */
@@ -309,7 +351,7 @@ function everyStep(targets: Target[], results: Results): string[] {
     for (const t of targets) {
       const run = results.get(sc.id)?.get(t.id);
       if (!run) continue;
-      for (const s of [...run.steps, ...run.latency]) {
+      for (const s of [...run.fixed, ...run.steps, ...run.latency]) {
         out.push(
           `| ${sc.id} | ${t.id} | ${fmtRate(offered(s, sc))} | ${fmtRate(s.deliveredPerSec)} | ${
             pct(s.deliveredInWindow / Math.max(1, s.expected))
@@ -318,7 +360,11 @@ function everyStep(targets: Target[], results: Results): string[] {
           } | ${pct(s.genShare)} | ${fmtKiB(s.rssKiB)} | ${
             s.pass ? "ok" : `${s.why} (${s.genBound ? "generator" : "server"})`
           }${disturbed(s) ? ` † others took ${pct(s.foreign)} of a core` : ""}${
-            run.latency.includes(s) ? " (80% of knee)" : ""
+            run.latency.includes(s)
+              ? " (80% of knee)"
+              : run.fixed.includes(s)
+              ? " (fixed load: CPU per delivery)"
+              : ""
           } |`,
         );
       }
@@ -357,6 +403,11 @@ const NOTES = [
   "  own JSON protocol (login, join, broadcast). **Lost** counts deliveries still missing 2 s after",
   "  a step at or below the knee; **out of order** counts messages that arrived after a later",
   "  one from the same sender.",
+  "- **Server CPU per 1,000 deliveries** (a goal row) comes from steps at one fixed offered load,",
+  "  run right after the warm-up of each run of hubbub on Bun and of Bun publish in one room of",
+  "  1,000: the server's CPU time in the window (from /proc) ÷ what was delivered. The load is",
+  "  below both knees and the generator keeps up with it, so this compares the servers' own cost",
+  "  where their knees only show the generator's limit.",
   "- **Idle RSS per connection** is (RSS with every client connected and joined, idle for 1 s) −",
   "  (RSS before any client), ÷ clients. The **storm** opens every client at once; for hubbub",
   "  'ready' means logged in and joined (three round trips), for the references the upgrade.",
