@@ -38,6 +38,8 @@ export interface StepResult {
   rssKiB: number;
   /** hubbub only: WebSocket frames written per delivered message. */
   framesPerDelivery?: number;
+  /** hubbub only: messages stored per write to the history store (a transaction). */
+  messagesPerWrite?: number;
   /** Of the deliveries still due when the window closed, the share the generator had not read. */
   genShare: number;
   /** The generator, not the server, set the pace (see `genVerdict`). */

@@ -97,19 +97,24 @@ async function closeSession(session: Session) {
   await stopServer(session.server);
 }
 
-/** hubbub's own counters, for how many frames it wrote per delivery. */
+/**
+ * hubbub's own counters, for how many frames it wrote per delivery and how many messages
+ * shared a write to the history store.
+ */
 async function hubbubCounters(
   session: Session,
-): Promise<[number, number] | null> {
+): Promise<[number, number, number, number] | null> {
   if (session.server.target.protocol !== "native") return null;
   try {
     const text = await (await fetch(`http://127.0.0.1:${session.server.port}/metrics`))
       .text();
-    const frames = Number(/^hubbub_frames_out_total (\d+)/m.exec(text)?.[1]);
-    const deliveries = Number(
-      /^hubbub_deliveries_total (\d+)/m.exec(text)?.[1],
-    );
-    return [frames, deliveries];
+    const counter = (name: string) => Number(new RegExp(`^${name} (\\d+)`, "m").exec(text)?.[1]);
+    return [
+      counter("hubbub_frames_out_total"),
+      counter("hubbub_deliveries_total"),
+      counter("hubbub_messages_stored_total"),
+      counter("hubbub_history_writes_total"),
+    ];
   } catch {
     return null;
   }
@@ -156,6 +161,9 @@ async function step(
   if (before && after && after[1] > before[1] && after[0] > before[0]) {
     result.framesPerDelivery = (after[0] - before[0]) / (after[1] - before[1]);
   }
+  if (before && after && after[3] > before[3]) {
+    result.messagesPerWrite = (after[2] - before[2]) / (after[3] - before[3]);
+  }
   const bytesPerDelivery = result.bytesInWindow / Math.max(1, result.deliveredInWindow);
   const due = Math.max(0, result.expected - result.deliveredInWindow) * bytesPerDelivery;
   result.genShare = due > 0 ? Math.min(1, queues.toGenerator / due) : 0;
@@ -187,6 +195,10 @@ function progressStep(result: StepResult, deliveriesPerSec: number, label: strin
       result.framesPerDelivery === undefined
         ? ""
         : `, ${result.framesPerDelivery.toFixed(3)} frames/delivery`
+    }${
+      result.messagesPerWrite === undefined
+        ? ""
+        : `, ${result.messagesPerWrite.toFixed(1)} messages/store write`
     } ${result.pass ? "ok" : `FAIL (${result.why})`}${
       result.pass
         ? ""

@@ -19,8 +19,12 @@
  * @module
  */
 
-/** How often the worker checkpoints. */
-export const CHECKPOINT_EVERY_MS = 100;
+/**
+ * How often the worker checkpoints. A page written many times in between is copied once: at
+ * 100 ms, rooms of 10 on Deno took 5% more server CPU at the same load than at 1 s. It is also
+ * how often the log reaches the disk: what a power cut can lose.
+ */
+export const CHECKPOINT_EVERY_MS = 1000;
 
 /** Log frames (pages, 4 KiB each) past which the worker restarts the log: 64 MiB. */
 export const RESTART_FRAMES = 16_384;

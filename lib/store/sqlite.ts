@@ -209,7 +209,8 @@ function createSqliteStore(
     (read as Partial<{ setReturnArrays(enabled: boolean): void }>).setReturnArrays?.(true);
   }
 
-  // The file is this process's alone (exclusive lock), so a head read once stays true.
+  // The file is this process's alone (`<path>-lock`; the checkpointer writes no rows), so a head
+  // read once stays true.
   const heads = new Map<string, number>();
   const headSeq = (channel: string): number => {
     let seq = heads.get(channel);
