@@ -122,6 +122,18 @@ export async function rawConnect(port: number, path = "/ws"): Promise<RawSocket>
   return socket;
 }
 
+/** Masked text frames carrying `texts`, back to back in one buffer (for one TCP write). */
+export function textFrames(texts: readonly string[]): Uint8Array {
+  const frames = texts.map((text) => encodeFrame(Opcode.Text, encoder.encode(text)));
+  const bytes = new Uint8Array(frames.reduce((total, frame) => total + frame.length, 0));
+  let offset = 0;
+  for (const frame of frames) {
+    bytes.set(frame, offset);
+    offset += frame.length;
+  }
+  return bytes;
+}
+
 /** Encodes one masked client frame. */
 export function encodeFrame(opcode: number, payload: Uint8Array, fin = true): Uint8Array {
   const length = payload.length;
@@ -139,7 +151,8 @@ export function encodeFrame(opcode: number, payload: Uint8Array, fin = true): Ui
   return frame;
 }
 
-async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
+/** Writes all of `data`, in as many write calls as the kernel needs. */
+export async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
   let written = 0;
   while (written < data.length) written += await conn.write(data.subarray(written));
 }

@@ -5,21 +5,11 @@
  */
 import assert from "node:assert/strict";
 import { withTimeout } from "../_helpers.ts";
-import { encodeFrame, Opcode, rawConnect } from "../_raw_ws.ts";
+import { Opcode, rawConnect, textFrames, writeAll } from "../_raw_ws.ts";
 import { spawnServer, TARGET } from "./_server.ts";
 
 /** `count` masked ping frames, back to back in one buffer. */
-function burst(count: number): Uint8Array {
-  const frame = () => encodeFrame(Opcode.Text, new TextEncoder().encode('{"type":"ping"}'));
-  const frames = Array.from({ length: count }, frame);
-  const bytes = new Uint8Array(frames.reduce((total, f) => total + f.length, 0));
-  let offset = 0;
-  for (const f of frames) {
-    bytes.set(f, offset);
-    offset += f.length;
-  }
-  return bytes;
-}
+const burst = (count: number) => textFrames(Array(count).fill('{"type":"ping"}'));
 
 Deno.test(`flood (${TARGET}): a burst in one write still ends with rate_limited errors and 4429`, async (t) => {
   await using server = await spawnServer({
@@ -31,8 +21,7 @@ Deno.test(`flood (${TARGET}): a burst in one write still ends with rate_limited 
       assert.equal((await raw.read())?.opcode, Opcode.Text, "the hello");
       const bytes = burst(count);
       // One write call: the kernel hands the server as much of it per read as fits.
-      let written = 0;
-      while (written < bytes.length) written += await raw.conn.write(bytes.subarray(written));
+      await writeAll(raw.conn, bytes);
       const seen: string[] = [];
       let close: number | string = "the connection ended without a close frame";
       for (;;) {

@@ -8,30 +8,14 @@
  */
 import assert from "node:assert/strict";
 import { waitFor, withTimeout } from "../_helpers.ts";
-import { encodeFrame, Opcode, rawConnect, type RawSocket } from "../_raw_ws.ts";
+import { Opcode, rawConnect, type RawSocket, textFrames, writeAll } from "../_raw_ws.ts";
 import { metric, spawnServer, TARGET, waitForMetric } from "./_server.ts";
 
 const COUNT = 200;
 
 /** The native frames `commands`, masked, back to back in one buffer. */
-function burst(commands: readonly object[]): Uint8Array {
-  const frames = commands.map((command) =>
-    encodeFrame(Opcode.Text, new TextEncoder().encode(JSON.stringify(command)))
-  );
-  const bytes = new Uint8Array(frames.reduce((total, f) => total + f.length, 0));
-  let offset = 0;
-  for (const f of frames) {
-    bytes.set(f, offset);
-    offset += f.length;
-  }
-  return bytes;
-}
-
-/** Writes `bytes` with as few write calls as the kernel allows. */
-async function writeAll(raw: RawSocket, bytes: Uint8Array): Promise<void> {
-  let written = 0;
-  while (written < bytes.length) written += await raw.conn.write(bytes.subarray(written));
-}
+const burst = (commands: readonly object[]) =>
+  textFrames(commands.map((command) => JSON.stringify(command)));
 
 /** Reads frames until one has a line of `type`; returns every line read. */
 async function readUntil(raw: RawSocket, type: string): Promise<Record<string, unknown>[]> {
@@ -55,15 +39,18 @@ Deno.test(`history (${TARGET}): ${COUNT} broadcasts in one TCP write are stored 
     });
     await using raw = await rawConnect(server.port);
     await readUntil(raw, "hello");
-    await writeAll(raw, burst([{ type: "login", name: "flood" }]));
+    await writeAll(raw.conn, burst([{ type: "login", name: "flood" }]));
     await readUntil(raw, "welcome");
-    await writeAll(raw, burst([{ type: "join", channel: "room" }]));
+    await writeAll(raw.conn, burst([{ type: "join", channel: "room" }]));
     await readUntil(raw, "joined");
     const before = (await metric(server, "hubbub_history_writes_total")) ?? 0;
 
     // 200 characters each: 40 KB that reach the database file only through a checkpoint.
     const texts = Array.from({ length: COUNT }, (_, i) => `m${i + 1}-${"x".repeat(200)}`);
-    await writeAll(raw, burst(texts.map((text) => ({ type: "broadcast", channel: "room", text }))));
+    await writeAll(
+      raw.conn,
+      burst(texts.map((text) => ({ type: "broadcast", channel: "room", text }))),
+    );
     await waitForMetric(server, "hubbub_messages_stored_total", COUNT);
     const writes = ((await metric(server, "hubbub_history_writes_total")) ?? 0) - before;
 
