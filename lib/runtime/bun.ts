@@ -56,10 +56,6 @@ interface BunProcess {
   memoryUsage: { rss(): number };
 }
 
-/** Bun's `setImmediate`: it runs after the events of the current poll of the sockets. */
-const setImmediateOfBun = () =>
-  (globalThis as unknown as { setImmediate: (task: () => void) => void }).setImmediate;
-
 const bun = () => (globalThis as unknown as { Bun: BunGlobal }).Bun;
 const bunProcess = () => (globalThis as unknown as { process: BunProcess }).process;
 
@@ -224,7 +220,8 @@ export const bunRuntime: Runtime = {
     createTopicHub(options, (topic, text) => {
       for (const server of servers) server.publish(topic, text);
     }),
-  afterIo: (task) => setImmediateOfBun()(task),
+  // Bun runs immediates after the events of the current poll of the sockets.
+  afterIo: (task) => setImmediate(task),
   residentBytes: () => bunProcess().memoryUsage.rss(),
   onShutdownSignal(handler) {
     let called = false;

@@ -54,8 +54,8 @@ export interface Runtime {
   /**
    * Runs `task` after every event of the current read of the sockets, so
    * that what they brought is stored in one transaction. Absent: a
-   * microtask, which Deno runs once per read; Bun runs microtasks after
-   * each message.
+   * microtask, which Deno and Bun both run after every incoming frame (one
+   * transaction per message).
    */
   afterIo?: (task: () => void) => void;
   /** The process's resident memory in bytes. */
