@@ -20,15 +20,16 @@ function random(seed: number): () => number {
 const plain = (messages: StoredMessage[]) => messages.map((m) => ({ ...m }));
 
 /**
- * The SQLite store trims in runs and keeps heads in memory; what it returns
- * must still be what the memory store (which trims on every append) returns,
- * whatever the sizes, ages, batches and reads.
+ * The SQLite store trims in runs, keeps heads in memory and reads its newest
+ * messages from the journal until it folds them; what it returns must still
+ * be what the memory store (which trims on every append) returns, whatever
+ * the sizes, ages, batches, folds and reads.
  */
-for (const maxPerChannel of [1, 5, 70, 200]) {
-  Deno.test(`store (sqlite file): answers as the memory store does, --history-size ${maxPerChannel}`, async () => {
+for (const [maxPerChannel, foldEvery] of [[1, 1], [5, 37], [70, 4096], [200, 300]]) {
+  Deno.test(`store (sqlite file): answers as the memory store does, --history-size ${maxPerChannel}, a fold every ${foldEvery} messages`, async () => {
     const dir = await Deno.makeTempDir({ prefix: "hubbub-store-" });
     const clock = createManualClock(0);
-    const options = { maxPerChannel, maxAgeMs: 10 * MINUTE, clock };
+    const options = { maxPerChannel, maxAgeMs: 10 * MINUTE, clock, foldEvery };
     const opened = openSqliteStore(join(dir, "history.db"), options);
     if (!opened.ok) throw new Error(opened.message);
     let sqlite: MessageStore = opened.store;
