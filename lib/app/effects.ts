@@ -113,6 +113,7 @@ export function run(ctx: AppContext, effects: Effect[], sender: SessionId): void
       }
       case "subscribe":
         hub.subscribe(sender, effect.channel);
+        history.follow?.(effect.channel);
         cluster?.joined(
           effect.channel,
           sender,
@@ -121,6 +122,7 @@ export function run(ctx: AppContext, effects: Effect[], sender: SessionId): void
         break;
       case "unsubscribe":
         hub.unsubscribe(sender, effect.channel);
+        history.unfollow?.(effect.channel);
         cluster?.left(effect.channel, sender);
     }
   }

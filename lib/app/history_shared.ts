@@ -166,12 +166,17 @@ export function createSharedHistory(ctx: AppContext, log: SharedLog): History {
     join(session, effect) {
       const { channel, since } = effect;
       const release = hold(session, channel);
+      // Where the log delivers per channel, its delivery here starts before the read, so what
+      // the read does not have is delivered (and held) after it.
+      const started = log.following?.(channel) ?? Promise.resolve();
       read<Page | SharedRecovery>(
         channel,
         () =>
-          since === undefined
-            ? log.latest(channel, effect.history)
-            : log.since(channel, since.epoch, since.seq, ctx.config.historyLimit),
+          started.then(() =>
+            since === undefined
+              ? log.latest(channel, effect.history)
+              : log.since(channel, since.epoch, since.seq, ctx.config.historyLimit)
+          ),
       ).catch(() => null).then((found) => {
         const held = release();
         if (ctx.sessions.get(session.id) !== session) return;
@@ -231,6 +236,8 @@ export function createSharedHistory(ctx: AppContext, log: SharedLog): History {
     },
     // At once, not at the next retry: until then a recovery on another node cannot see the gap.
     reconnected: renewEpochs,
+    follow: (channel) => log.follow?.(channel),
+    unfollow: (channel) => log.unfollow?.(channel),
     // Reachability is the cluster's readiness check already.
     ready: () => true,
     stop() {

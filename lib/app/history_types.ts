@@ -39,6 +39,10 @@ export interface History {
   join(session: Session, effect: JoinedEffect): void;
   /** Answers a `history` command. */
   page(session: Session, effect: HistoryEffect): void;
+  /** A local session joined `channel` (a shared log that delivers per channel follows it). */
+  follow?(channel: string): void;
+  /** A local session left `channel`. */
+  unfollow?(channel: string): void;
   /** Stores and delivers what waits, now. */
   flush(): void;
   /** The cluster's store is reachable again (shared logs: channels with a gap get their new epoch now). */

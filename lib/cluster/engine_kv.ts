@@ -5,7 +5,8 @@
  * Deno Deploy app), they form a cluster.
  *
  * - The bus is a log in KV (`kv_bus.ts`), read by every engine in one order,
- *   optionally sped up by a `BroadcastChannel` (never relied on alone).
+ *   optionally sped up by a `BroadcastChannel` (never relied on alone). It
+ *   carries everything but chat messages.
  * - Names are leases: `[P, "name", KEY]` → `{owner, expiresAt}`. A claim
  *   succeeds when the key is absent or its lease has run out by the expiry
  *   stored in the value (KV's own `expireIn` only says when it may delete the
@@ -17,8 +18,11 @@
  *   deleted together, 50 per atomic operation. Renewals and releases run in
  *   turn with the engine's other writes, so a release is never undone by a
  *   renewal asked for before it.
- * - The history (`log`, `history_kv.ts`) numbers, stores and publishes a
- *   channel's messages in one atomic operation with the bus.
+ * - The history (`log`, `history_kv.ts`) numbers and stores a channel's
+ *   messages in one atomic operation on that channel's keys, and delivers
+ *   them from there to the engines that follow the channel (`kv_follow.ts`:
+ *   a watch of each followed channel's head, a poll, and the fast path); the
+ *   bus carries the rest (presence, membership, names' news).
  *
  * The engine is up while its watch of the bus runs; a KV error puts it down,
  * and it tries again (every 2 s at most) until the watch runs again. It
@@ -29,7 +33,7 @@
  */
 import type { Clock } from "../core/clock.ts";
 import { DEFAULT_MAX_AGE_MS, DEFAULT_MAX_PER_CHANNEL } from "../store/store.ts";
-import type { Claim, ClaimOutcome, Engine } from "./engine.ts";
+import type { Claim, ClaimOutcome, Engine, EngineListener } from "./engine.ts";
 import { createKvLog } from "./history_kv.ts";
 import { KV_LIMITS, type KvEntryMaybe, type KvHandle, type KvKey, patient } from "./kv.ts";
 import { contend, createKvBus, type FastPath } from "./kv_bus.ts";
@@ -100,11 +104,21 @@ export function createKvEngine(options: KvEngineOptions): Engine {
   const now = () => (options.clock ?? Date).now();
   const strong = { consistency: "strong" } as const;
   const bus = createKvBus({ kv, prefix, fastPath, pollMs: options.pollMs });
+  let listener: EngineListener | undefined;
   const log = createKvLog(kv, bus, {
     prefix,
     maxPerChannel: options.history?.maxPerChannel ?? DEFAULT_MAX_PER_CHANNEL,
     ttlMs: options.history?.ttlMs ?? DEFAULT_MAX_AGE_MS,
     now,
+    deliver: (payload) => listener?.message(payload),
+    // As when the bus loses entries: the node resynchronizes.
+    lost(reason) {
+      if (!bus.up) return;
+      listener?.down(reason);
+      listener?.up();
+    },
+    fastPath,
+    pollMs: options.pollMs ?? 1000,
   });
   const nameKey = (key: string): KvKey => [prefix, "name", key];
   const held = (entry: KvEntryMaybe, time: number): Lease | null => {
@@ -186,8 +200,9 @@ export function createKvEngine(options: KvEngineOptions): Engine {
     kind: "kv",
     shared: true,
     log,
-    start(listener) {
-      bus.start(listener);
+    start(started) {
+      listener = started;
+      bus.start(started);
     },
     publish(payload) {
       return bus.publish(payload);
@@ -220,7 +235,8 @@ export function createKvEngine(options: KvEngineOptions): Engine {
         }
       }).catch(() => {});
     },
-    stop() {
+    async stop() {
+      await log.stop();
       return bus.stop();
     },
   };

@@ -1,23 +1,30 @@
 /**
- * The history every engine on one Deno KV store shares (`SharedLog`), beside
- * the bus of `kv_bus.ts`. Per channel `C`, under the engine's prefix `P`:
+ * The history every engine on one Deno KV store shares (`SharedLog`), and
+ * the way its messages reach the nodes (`kv_follow.ts`). Per channel `C`,
+ * under the engine's prefix `P`:
  *
  * - `[P, "h", C, "meta"]` → `{epoch, top, at, gen}`: the epoch, the last seq
  *   given out, when the channel last got a message (or its history began),
  *   and `gen`, which names this run of the channel's history: it changes
  *   only when the history starts over (expired or lost), never with
  *   `newEpoch`;
- * - `[P, "h", C, "m", SEQ]` → `{f, at, g}`: the stored `message` frame's
- *   JSON, when it was stored, and its `gen`;
+ * - `[P, "h", C, "m", SEQ]` → `{f, at, g, b, n}`: the stored `message`
+ *   frame's JSON, when it was stored, its `gen`, and what delivery needs:
+ *   the start of its bus message (`b`, up to the frame) and the node that
+ *   sent it (`n`);
  * - `[P, "h", C, "k", FROM, KEY]` → `{seq, id, at, g}`: a sender's
  *   idempotency key.
  *
- * One append is ONE atomic operation: it checks the meta entry's and the
- * bus head's versionstamps, sets the messages, the keys and the new meta,
- * deletes the seqs the channel no longer keeps, and adds the bus entry that
- * publishes the stored messages as `{"n":node,"m":[…]}`; when another
- * engine got there first, it reads again and retries. Numbering, storing and
- * publishing are one step, so every engine delivers one order.
+ * One append is ONE atomic operation: it checks the meta entry's
+ * versionstamp, sets the messages, the keys and the new meta (its `top` is
+ * the channel's head), and deletes the seqs the channel no longer keeps;
+ * when another engine got there first, it reads again and retries. It
+ * touches that channel's keys only, so appends to different channels never
+ * contend. Every engine that follows the channel delivers the stored
+ * messages in seq order, each as `{"n":node,"m":[<bus message>]}`, as the
+ * bus would: its own at once, the others' when their watch of the meta key
+ * (or a `BroadcastChannel`, or the poll) tells them of the new head.
+ * One engine's appends to a channel are made in the order they were asked.
  *
  * Expiry, as `history_redis.ts` has it and more: a channel's history starts
  * over with a new epoch `ttlMs` after its last message; and as KV deletes
@@ -55,7 +62,8 @@ import {
   kvReason,
   storedBytes,
 } from "./kv.ts";
-import { BUS_CHUNK_CHARS, contend, type KvBus, type Staged } from "./kv_bus.ts";
+import { contend, type FastPath, type KvBus } from "./kv_bus.ts";
+import { createFollower, type Follower } from "./kv_follow.ts";
 
 /** Where the log keeps its keys, what it keeps, and its clock. */
 export interface KvLogOptions {
@@ -67,14 +75,35 @@ export interface KvLogOptions {
   ttlMs: number;
   /** The time stored in values and compared with them (default: the system clock). */
   now?: () => number;
+  /** Hands a message's payload to the node, as the bus does (`{"n":node,"m":[…]}`). */
+  deliver(payload: string): void;
+  /** Messages of a followed channel were gone before this engine read them; for the log. */
+  lost(reason: string): void;
+  /** Carries each commit to the other engines of the process, ahead of their watches. */
+  fastPath?: FastPath;
+  /** How often to read the followed channels' heads besides watching them, in ms (0: never). */
+  pollMs: number;
 }
+
+/** The KV log: the shared history, the delivery of the channels this node follows, and its stop. */
+export type KvLog =
+  & SharedLog
+  & Required<Pick<SharedLog, "follow" | "unfollow" | "following">>
+  & { stop(): Promise<void> };
 
 /** A channel's meta entry. */
 type Meta = { epoch: string; top: number; at: number; gen: string };
-/** A stored message. */
-type Message = { f: string; at: number; g: string };
+/** A stored message: what reads need, and what delivery does (`b`, `n`, `c`). */
+type Message = { f: string; at: number; g: string; b?: string; n?: string; c?: number };
 /** A stored idempotency key. */
 type Key = { seq: number; id: string; at: number; g: string };
+
+/**
+ * Messages kept past `maxPerChannel` (never served by reads) for the engines
+ * that deliver a channel and have not read them yet: one that falls further
+ * behind loses messages, and says so.
+ */
+export const FOLLOW_SLACK = 1000;
 
 /** Commits tried before an append gives up. */
 const MAX_ATTEMPTS = 100;
@@ -118,32 +147,29 @@ function parts(channel: string, messages: readonly SharedMessage[]): SharedMessa
   const found: SharedMessage[][] = [];
   let part: SharedMessage[] = [];
   let bytes = 0;
-  let chars = 0;
   for (const message of messages) {
-    // The message's value and its copy on the bus, its key's entry, and the keys' own bytes.
-    const cost = 2 * storedBytes(message.frameOpen) + storedBytes(message.busOpen) + 128 +
+    // The message's value, its key's entry, and the keys' own bytes.
+    const cost = storedBytes(message.frameOpen) + storedBytes(message.busOpen) + 128 +
       3 * (storedBytes(channel) + storedBytes(message.from) + storedBytes(message.key ?? "")) +
       256;
-    const more = message.busOpen.length + message.frameOpen.length + 16;
-    // Three mutations a message at most (its entry, its key, one seq trimmed), and the bus's.
-    const mutations = 3 * (part.length + 1) + Math.ceil((chars + more) / BUS_CHUNK_CHARS);
+    // Three mutations a message at most: its entry, its key, one seq trimmed.
+    const mutations = 3 * (part.length + 1);
     if (part.length > 0 && (bytes + cost > OPERATION_BYTES || mutations > OPERATION_MUTATIONS)) {
       found.push(part);
       part = [];
-      bytes = chars = 0;
+      bytes = 0;
     }
     part.push(message);
     bytes += cost;
-    chars += more;
   }
   if (part.length > 0) found.push(part);
   return found;
 }
 
 /**
- * Creates the shared history on `kv`, publishing through `bus`. It is
- * reachable while the bus is up; a store error answers null or
- * `{ok: false}`, never a rejection.
+ * Creates the shared history on `kv`, delivering what the node follows. It
+ * is reachable while `bus` is up (the engine's watch runs); a store error
+ * answers null or `{ok: false}`, never a rejection.
  *
  * @example
  * ```ts
@@ -151,11 +177,19 @@ function parts(channel: string, messages: readonly SharedMessage[]): SharedMessa
  * import { createKvLog } from "./history_kv.ts";
  * const kv = await Deno.openKv("./data/hubbub.kv");
  * const bus = createKvBus({ kv, prefix: "hubbub" });
- * const log = createKvLog(kv, bus, { prefix: "hubbub", maxPerChannel: 1000, ttlMs: 7 * 864e5 });
+ * const log = createKvLog(kv, bus, {
+ *   prefix: "hubbub",
+ *   maxPerChannel: 1000,
+ *   ttlMs: 7 * 864e5,
+ *   deliver: (payload) => console.log(payload),
+ *   lost: (reason) => console.error(reason),
+ *   pollMs: 1000,
+ * });
  * bus.start({ message() {}, up() {}, down() {} });
+ * log.follow("lobby");
  * ```
  */
-export function createKvLog(kv: KvHandle, bus: KvBus, options: KvLogOptions): SharedLog {
+export function createKvLog(kv: KvHandle, bus: KvBus, options: KvLogOptions): KvLog {
   const { prefix } = options;
   const maxPerChannel = Math.max(1, Math.floor(options.maxPerChannel));
   const ttlMs = Math.max(1, Math.floor(options.ttlMs));
@@ -179,6 +213,28 @@ export function createKvLog(kv: KvHandle, bus: KvBus, options: KvLogOptions): Sh
     return meta !== null && meta.at + ttlMs > time ? meta : null;
   };
   const fresh = (time: number): Meta => ({ epoch: newEpoch(), top: 0, at: time, gen: newEpoch() });
+
+  const follower: Follower = createFollower({
+    kv,
+    metaKey,
+    messageKey,
+    head(value) {
+      const meta = live({ key: [], value, versionstamp: null } as KvEntryMaybe, now());
+      return meta === null ? null : { gen: meta.gen, top: meta.top };
+    },
+    entry(value) {
+      const message = parseMessage(value);
+      const { b, n, c } = message ?? {};
+      if (message === null || !isString(b) || !isString(n) || !Number.isSafeInteger(c)) return null;
+      if (message.at + ttlMs <= now()) return null;
+      return { gen: message.g, commit: c!, node: n, message: `${b}${message.f}}` };
+    },
+    deliver: options.deliver,
+    lost: options.lost,
+    fastPath: options.fastPath,
+    pollMs: options.pollMs,
+    track: (operation) => bus.track(operation),
+  });
 
   /** The channel's current meta, made (a new history, new epoch) when it is missing or expired. */
   const ensure = async (channel: string, entry: KvEntryMaybe): Promise<Meta> => {
@@ -292,9 +348,9 @@ export function createKvLog(kv: KvHandle, bus: KvBus, options: KvLogOptions): Sh
     for (let tries = 1;; tries++) {
       // The meta first: a key is only written with its channel's meta, so a meta unchanged at
       // commit means the keys read after it are still what they were.
-      const reads = [metaKey(channel), bus.headKey, ...keyKeys.slice(0, KV_LIMITS.readKeys - 2)];
-      const [metaEntry, headEntry, ...keyEntries] = await kv.getMany(reads, strong);
-      for (let at = KV_LIMITS.readKeys - 2; at < keyKeys.length; at += KV_LIMITS.readKeys) {
+      const reads = [metaKey(channel), ...keyKeys.slice(0, KV_LIMITS.readKeys - 1)];
+      const [metaEntry, ...keyEntries] = await kv.getMany(reads, strong);
+      for (let at = KV_LIMITS.readKeys - 1; at < keyKeys.length; at += KV_LIMITS.readKeys) {
         keyEntries.push(...await kv.getMany(keyKeys.slice(at, at + KV_LIMITS.readKeys), strong));
       }
       const time = now();
@@ -308,7 +364,7 @@ export function createKvLog(kv: KvHandle, bus: KvBus, options: KvLogOptions): Sh
 
       const op = kv.atomic().check({ key: metaKey(channel), versionstamp: metaEntry.versionstamp });
       const results: { seq: number; id: string; duplicate: boolean }[] = [];
-      const stored: { seq: number; frame: string; keyed?: SharedMessage }[] = [];
+      const stored: { seq: number; frame: string; busOpen: string; keyed?: SharedMessage }[] = [];
       const published: string[] = [];
       let top = meta.top;
       for (const message of messages) {
@@ -321,30 +377,33 @@ export function createKvLog(kv: KvHandle, bus: KvBus, options: KvLogOptions): Sh
         const seq = ++top;
         const frame = `${message.frameOpen},"seq":${seq}}`;
         if (id !== undefined) firsts.set(id, { seq, id: message.id });
-        stored.push({ seq, frame, ...(id === undefined ? {} : { keyed: message }) });
+        stored.push({
+          seq,
+          frame,
+          busOpen: message.busOpen,
+          ...(id === undefined ? {} : { keyed: message }),
+        });
         published.push(`${message.busOpen}${frame}}`);
         results.push({ seq, id: message.id, duplicate: false });
       }
-      let staged: Staged | undefined;
       if (stored.length > 0) {
-        const floor = top - maxPerChannel + 1;
-        for (const { seq, frame, keyed } of stored) {
-          if (seq >= floor) {
-            const value: Message = { f: frame, at: time, g: meta.gen };
-            op.set(messageKey(channel, seq), value, { expireIn: ttlMs });
-          }
+        const first = stored[0].seq;
+        for (const { seq, frame, busOpen, keyed } of stored) {
+          const value: Message = { f: frame, at: time, g: meta.gen, b: busOpen, n: node, c: first };
+          op.set(messageKey(channel, seq), value, { expireIn: ttlMs });
           if (keyed !== undefined) {
             const value: Key = { seq, id: keyed.id, at: time, g: meta.gen };
             op.set(keyKey(channel, keyed.from, keyed.key!), value, { expireIn: ttlMs });
           }
         }
-        // What falls out of the kept window (entries of an earlier history are never served).
-        for (let seq = Math.max(1, meta.top - maxPerChannel + 1); seq < floor; seq++) {
-          if (seq <= meta.top) op.delete(messageKey(channel, seq));
+        // Reads serve the newest `maxPerChannel`; the `FOLLOW_SLACK` before them stay for the
+        // engines still delivering them, and what falls out of both is deleted (entries of an
+        // earlier history are never served either).
+        const kept = (head: number) => Math.max(1, head - maxPerChannel - FOLLOW_SLACK + 1);
+        for (let seq = kept(meta.top); seq < kept(top) && seq <= meta.top; seq++) {
+          op.delete(messageKey(channel, seq));
         }
         op.set(metaKey(channel), { ...meta, top, at: time }, { expireIn: ttlMs });
-        const payload = `{"n":${JSON.stringify(node)},"m":[${published.join(",")}]}`;
-        staged = bus.stage(op, headEntry, [payload]);
       } else if (before === null) {
         op.set(metaKey(channel), meta, { expireIn: ttlMs });
       } else {
@@ -352,7 +411,9 @@ export function createKvLog(kv: KvHandle, bus: KvBus, options: KvLogOptions): Sh
       }
       const result = await op.commit();
       if (result.ok) {
-        if (staged !== undefined) bus.committed(staged, result.versionstamp);
+        if (stored.length > 0) {
+          follower.committed(channel, meta.gen, stored[0].seq, node, published);
+        }
         return { ok: true, epoch: meta.epoch, results };
       }
       if (tries >= MAX_ATTEMPTS) {
@@ -403,11 +464,24 @@ export function createKvLog(kv: KvHandle, bus: KvBus, options: KvLogOptions): Sh
     return bus.track(read().catch(() => null));
   };
 
+  /** Each channel's last append asked for: one engine's appends to a channel run in turn. */
+  const appending = new Map<string, Promise<unknown>>();
+
   return {
     append(node, channel, messages) {
       if (!bus.up) return Promise.resolve(unreachable());
-      return bus.serial(() => append(node, channel, messages));
+      const run = (appending.get(channel) ?? Promise.resolve()).then(() =>
+        append(node, channel, messages)
+      );
+      const last = run.catch(() => {});
+      appending.set(channel, last);
+      last.then(() => appending.get(channel) === last && appending.delete(channel));
+      return bus.track(run);
     },
+    follow: (channel) => follower.follow(channel),
+    unfollow: (channel) => follower.unfollow(channel),
+    following: (channel) => follower.following(channel),
+    stop: () => follower.stop(),
     latest(channel, limit) {
       return reading(async (): Promise<Page> => {
         const { meta, messages } = await newest(channel, clampLimit(limit));

@@ -147,14 +147,15 @@ export type SharedAppended =
   | { ok: false; message: string };
 
 /**
- * A history every node of a cluster shares (Redis). One `append` assigns the
- * channel's next seqs, stores the messages, records their keys (a message
- * whose sender already used its key in this channel within the history
- * window is not stored again: its result names the first) and publishes the
- * stored ones on the cluster bus as ONE payload
- * `{"n":node,"m":[<bus message>,…]}`, all in one atomic step, so every node
- * (this one included) receives a channel's messages in seq order. Reads
- * resolve to null when the store cannot be reached.
+ * A history every node of a cluster shares (Redis, Deno KV). One `append`
+ * assigns the channel's next seqs, stores the messages, records their keys
+ * (a message whose sender already used its key in this channel within the
+ * history window is not stored again: its result names the first) and
+ * publishes the stored ones as bus payloads `{"n":node,"m":[<bus
+ * message>,…]}`, all in one atomic step, so every node (this one included)
+ * receives a channel's messages in seq order: Redis on the cluster bus, to
+ * every node; Deno KV from the channel's own log, to the nodes that follow
+ * the channel. Reads resolve to null when the store cannot be reached.
  */
 export interface SharedLog {
   /** Appends, records keys and publishes, atomically; `node` is the payload's `n`. */
@@ -169,6 +170,21 @@ export interface SharedLog {
   before(channel: string, seq: number, limit: number): Promise<Page | null>;
   /** As `MessageStore.since`, plus the head seq. */
   since(channel: string, epoch: string, seq: number, limit: number): Promise<SharedRecovery | null>;
+  /**
+   * Where the log itself delivers messages to the nodes (Deno KV: each node
+   * follows the channels it has members in, see `kv_follow.ts`), one more
+   * local member of `channel`; absent where every node receives everything
+   * (Redis publishes on the cluster bus).
+   */
+  follow?(channel: string): void;
+  /** One local member of `channel` fewer (one per `follow`). */
+  unfollow?(channel: string): void;
+  /**
+   * Resolves once `channel`'s delivery here has its starting point, so a
+   * read that begins then misses nothing delivered after it (a `join` waits
+   * for it before it reads).
+   */
+  following?(channel: string): Promise<void>;
   /**
    * Gives `channel` a new epoch (this node delivered messages the log never
    * stored, while it was unreachable): recovery across that gap then says

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { busOpen, decodePayload } from "../../lib/cluster/cluster_bus.ts";
 import { createKvEngine } from "../../lib/cluster/engine_kv.ts";
+import { FOLLOW_SLACK } from "../../lib/cluster/history_kv.ts";
 import type { Engine } from "../../lib/cluster/engine.ts";
 import { createManualClock } from "../../lib/core/clock.ts";
 import type { SharedMessage, StoredMessage } from "../../lib/store/store.ts";
@@ -100,6 +101,9 @@ Deno.test("kv log: keys and values as documented", async () => {
     f: `${sent.frameOpen},"seq":1}`,
     at: 1_000_000,
     g: meta.gen,
+    b: sent.busOpen,
+    n: "node-a",
+    c: 1,
   });
   assert.deepEqual((await kv.get([PREFIX, "h", "lobby", "k", "ann", "k1"])).value, {
     seq: 1,
@@ -107,13 +111,8 @@ Deno.test("kv log: keys and values as documented", async () => {
     at: 1_000_000,
     g: meta.gen,
   });
-  const head = (await kv.get([PREFIX, "bus", "head"])).value as { n: number; id: string };
-  assert.equal(typeof head.id, "string");
-  const entry = (await kv.get([PREFIX, "bus", head.n])).value as { p: string };
-  assert.deepEqual(JSON.parse(entry.p), {
-    n: "node-a",
-    m: [{ t: "pub", c: "lobby", f: { ...JSON.parse(`${sent.frameOpen}}`), seq: 1 } }],
-  });
+  // A message is the channel's alone: nothing goes on the bus, whose head every engine shares.
+  assert.equal((await kv.get([PREFIX, "bus", "head"])).value, null);
 });
 
 Deno.test("kv log: a message goes ttl after it was stored, a key ttl after its message; an idle channel starts over", async () => {
@@ -159,6 +158,8 @@ Deno.test("kv log: a message goes ttl after it was stored, a key ttl after its m
 Deno.test("kv log: an append too large for one atomic operation is split, still numbered and published in order", async () => {
   await using subject = await single({ maxPerChannel: 1000, ttlMs: 60_000 });
   const { log } = subject;
+  for (const channel of ["big", "many"]) log.follow!(channel);
+  await Promise.all(["big", "many"].map((channel) => log.following!(channel)));
   // 3 KB frames: about 1.8 MB stored and published, over the 800 KiB of one operation.
   const large = Array.from(
     { length: 300 },
@@ -194,4 +195,21 @@ Deno.test("kv log: a frame larger than one KV value is refused, and nothing of i
   const fits = await subject.log.append("node-a", "c", [message("c", "ann", "é".repeat(60_000))]);
   assert.ok(fits.ok);
   assert.deepEqual(seqs(await subject.log.latest("c", 10)), [1]);
+});
+
+Deno.test("kv log: messages past --history-size are never served, but stay FOLLOW_SLACK more for engines still delivering them; older ones are deleted", async () => {
+  await using subject = await single({ maxPerChannel: 2, ttlMs: 60_000 });
+  const { log, kv } = subject;
+  const total = 2 + FOLLOW_SLACK + 1;
+  for (let sent = 0; sent < total; sent += 100) {
+    const batch = Array.from(
+      { length: Math.min(100, total - sent) },
+      (_, i) => message("c", "ann", `${sent + i}`),
+    );
+    assert.ok((await log.append("node-a", "c", batch)).ok);
+  }
+  assert.deepEqual(seqs(await log.latest("c", 10)), [total - 1, total]);
+  assert.deepEqual(seqs(await log.before("c", total - 1, 10)), []);
+  assert.equal((await kv.get([PREFIX, "h", "c", "m", 1])).value, null);
+  assert.notEqual((await kv.get([PREFIX, "h", "c", "m", 2])).value, null);
 });
