@@ -1,35 +1,37 @@
 /**
  * The SQLite message store, on the runtime's built-in `node:sqlite` (the same
- * code runs on Deno and Bun, with no npm package). The epoch and each
- * channel's head seq live in their own tables, so they survive trimming and
- * restarts; a new file gets a new epoch. Each append batch is one transaction
- * (WAL, `synchronous=NORMAL`), so a tick's messages cost one commit, and it
- * writes them to the `journal` table in arrival order, so the commit touches
- * the journal's last page or two whatever the channels (`journal.ts`).
- * Every 4096 messages one transaction folds the journal into the per-channel
- * `messages` table, where each channel's page is then written once for many
- * messages (measured with 1000 channels and 8 messages per commit: 27–31 µs
- * of CPU a message when each went straight to its channel's page, 17–20 µs
- * so); reads take the unfolded messages from memory. What a process that died left in the journal is folded when the
- * file is opened again.
+ * code runs on Deno and Bun, with no npm package). A new file gets a new
+ * epoch, kept in `meta`.
+ *
+ * Messages of every channel go to one table, `log`, in arrival order (its
+ * rowids only grow), and each append batch is one transaction (WAL,
+ * `synchronous=NORMAL`): a tick's messages cost one commit, which touches
+ * the log's last page or two whatever the channels. The table has no index:
+ * which row holds each kept seq of a channel, and each sender's key, are in
+ * memory (`log_index.ts`, about 24 bytes a kept message plus ~100 per keyed
+ * one), built by one scan of the table when the file is opened. Reads fetch
+ * their rows by rowid. (With the rows in a per-channel table, each commit
+ * wrote a page per channel it touched: 27–31 µs of CPU a message with 1000
+ * channels and 8 messages per commit; 6–8 µs so.)
+ *
+ * Rows trimmed by `--history-size`, or older than `--history-ttl`, leave the
+ * index at once (reads never see them) and the table in batches of 2048, in
+ * rowid order, within an append's transaction; expiry is checked when a
+ * channel is read or written, and in every channel once a minute. A channel
+ * whose every message expired keeps its head in `heads`, so its numbering
+ * goes on across restarts.
  *
  * One process at a time: `<path>-lock` is held for as long as the store is
  * open, and a second server on the same directory waits 5 s, then runs on
- * memory. Heads are therefore kept in memory too; a channel's head is its
- * newest row's seq (trimming never removes that row); and trimming runs once
- * per 64 messages of a channel, so a commit usually writes its rows and
- * little else. Reads skip what is trimmed but not yet deleted (older than
- * `--history-size` messages or than `--history-ttl`), so what they return is
- * as if every append trimmed. There is no index on the age: expired messages
- * are the oldest of their channel, deleted in seq order. The write-ahead log
- * is checkpointed on a worker thread (`checkpointer.ts`), so its disk syncs
+ * memory, so what is in memory stays true. The write-ahead log is
+ * checkpointed on a worker thread (`checkpointer.ts`), so its disk syncs
  * never stall the event loop.
  *
  * @module
  */
 import { DatabaseSync } from "node:sqlite";
 import { startCheckpointer } from "./checkpointer.ts";
-import { createJournal, type JournalRow, toStored } from "./journal.ts";
+import { type ChannelIndex, createLogIndex, keyOf } from "./log_index.ts";
 import {
   type Appended,
   canRecover,
@@ -49,18 +51,18 @@ export type Opened = { ok: true; store: MessageStore } | { ok: false; message: s
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS heads (channel TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
-  CREATE TABLE IF NOT EXISTS messages (
-    channel TEXT NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL, from_name TEXT NOT NULL,
-    text TEXT NOT NULL, ts TEXT NOT NULL, key TEXT, at INTEGER NOT NULL,
-    PRIMARY KEY (channel, seq)
-  ) WITHOUT ROWID;
-  CREATE TABLE IF NOT EXISTS journal (
+  CREATE TABLE IF NOT EXISTS log (
     channel TEXT NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL, from_name TEXT NOT NULL,
     text TEXT NOT NULL, ts TEXT NOT NULL, key TEXT, at INTEGER NOT NULL
   );
-  DROP INDEX IF EXISTS messages_at;
-  CREATE INDEX IF NOT EXISTS messages_key ON messages (channel, from_name, key) WHERE key IS NOT NULL;
 `;
+
+/**
+ * Databases of earlier versions kept messages in a table per channel order
+ * (`messages`) and, briefly, a `journal`: their rows move to the log, in
+ * each channel's seq order, when such a file is opened.
+ */
+const EARLIER_TABLES = ["messages", "journal"];
 
 /** A message row as the reads return it: an array (in `columns` order), not an object per row. */
 type Row = [channel: string, seq: number, id: string, from: string, text: string, ts: string];
@@ -121,8 +123,8 @@ const LOCK_WAIT_MS = 5000;
 export type SqliteOptions = StoreOptions & {
   /** How long to wait for another process holding the database; 5 s by default. */
   lockWaitMs?: number;
-  /** Messages in the journal that make the store fold it into the per-channel table; 4096. */
-  foldEvery?: number;
+  /** Rows out of the kept window deleted together; 2048 (tests make it small). */
+  deleteEvery?: number;
 };
 
 /**
@@ -146,66 +148,39 @@ function lockFor(path: string, waitMs: number): DatabaseSync {
   }
 }
 
-/** A channel is trimmed when its seq passes a multiple of this: rows go in runs, not one a message. */
-const TRIM_EVERY = 64;
-/** Heads kept in memory; past this many channels the cache starts over (a query refills it). */
-const MAX_CACHED_HEADS = 100_000;
 /** Pages of log after which the writer's own connection checkpoints, when no worker does. */
 const AUTOCHECKPOINT_PAGES = 10_000;
-/** Messages in the journal that make the store fold it into the per-channel table. */
-const FOLD_EVERY = 4096;
+/** Rows out of the kept window deleted together (in one append's transaction), in rowid order. */
+const DELETE_EVERY = 2048;
+/** How often, at most, the store looks for messages older than `--history-ttl` in every channel. */
+const EXPIRE_EVERY_MS = 60_000;
 
 const COLUMNS = "channel, seq, id, from_name, text, ts";
 const ALL_COLUMNS = `${COLUMNS}, key, at`;
 
-/**
- * The store's statements. `+at`: the age is filtered row by row while the
- * primary key gives the order (with an index on the age, SQLite read and
- * sorted every kept row of the channel to return the latest 50).
- */
+/** The store's statements. */
 function prepare(db: DatabaseSync) {
   const q = {
     begin: db.prepare("BEGIN IMMEDIATE"),
     commit: db.prepare("COMMIT"),
-    head: db.prepare(
-      "SELECT MAX(IFNULL((SELECT seq FROM heads WHERE channel = ?1), 0), " +
-        "IFNULL((SELECT MAX(seq) FROM messages WHERE channel = ?1), 0)) AS seq",
-    ),
+    insert: db.prepare(`INSERT INTO log (${ALL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+    remove: db.prepare("DELETE FROM log WHERE rowid = ?"),
     setHead: db.prepare(
       "INSERT INTO heads (channel, seq) VALUES (?, ?) ON CONFLICT (channel) DO UPDATE SET seq = excluded.seq",
     ),
-    journal: db.prepare(`INSERT INTO journal (${ALL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
-    journalRows: db.prepare(`SELECT ${ALL_COLUMNS} FROM journal ORDER BY rowid`),
-    fold: db.prepare(
-      `INSERT INTO messages (${ALL_COLUMNS}) SELECT ${ALL_COLUMNS} FROM journal ORDER BY channel, seq`,
+    // Rows by rowid, in one statement whatever their number (a JSON array of rowids).
+    rows: db.prepare(
+      `SELECT ${COLUMNS} FROM log WHERE rowid IN (SELECT value FROM json_each(?)) ORDER BY rowid`,
     ),
-    emptyJournal: db.prepare("DELETE FROM journal"),
-    trimCount: db.prepare("DELETE FROM messages WHERE channel = ? AND seq <= ?"),
-    trimAge: db.prepare(
-      "DELETE FROM messages WHERE channel = ?1 AND seq < " +
-        "(SELECT seq FROM messages WHERE channel = ?1 AND +at > ?2 ORDER BY seq LIMIT 1)",
-    ),
-    latest: db.prepare(
-      `SELECT ${COLUMNS} FROM messages WHERE channel = ? AND +at > ? ORDER BY seq DESC LIMIT ?`,
-    ),
-    before: db.prepare(
-      `SELECT ${COLUMNS} FROM messages WHERE channel = ? AND seq < ? AND seq > ? AND +at > ? ` +
-        "ORDER BY seq DESC LIMIT ?",
-    ),
-    after: db.prepare(
-      `SELECT ${COLUMNS} FROM messages WHERE channel = ? AND seq > ? AND +at > ? ORDER BY seq`,
-    ),
-    oldest: db.prepare(
-      "SELECT seq FROM messages WHERE channel = ? AND seq > ? AND +at > ? ORDER BY seq LIMIT 1",
-    ),
-    byKey: db.prepare(
-      `SELECT ${COLUMNS} FROM messages WHERE channel = ? AND from_name = ? AND key = ? ` +
-        "AND seq > ? AND at > ? ORDER BY seq LIMIT 1",
+    heads: db.prepare("SELECT channel, seq FROM heads"),
+    scan: db.prepare(
+      "SELECT rowid, channel, seq, at, key, CASE WHEN key IS NULL THEN NULL ELSE from_name END " +
+        "FROM log ORDER BY rowid",
     ),
   };
   // Rows as arrays: on Deno, building an object per row took two thirds of a 50-message read.
   // (Deno 2.9 and Bun 1.4 have it; where it is missing, `toRow` takes the object's values.)
-  for (const read of [q.latest, q.before, q.after, q.byKey, q.journalRows]) {
+  for (const read of [q.rows, q.scan]) {
     (read as Partial<{ setReturnArrays(enabled: boolean): void }>).setReturnArrays?.(true);
   }
   return q;
@@ -222,6 +197,39 @@ function epochOf(db: DatabaseSync): string {
   return epoch;
 }
 
+/** Moves the rows of an earlier version's tables into the log, in one transaction. */
+function migrate(db: DatabaseSync): void {
+  const present = (table: string) =>
+    db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(table) !==
+      undefined;
+  const earlier = EARLIER_TABLES.filter(present);
+  if (earlier.length === 0) return;
+  db.exec("BEGIN IMMEDIATE");
+  try {
+    for (const table of earlier) {
+      const order = table === "messages" ? "channel, seq" : "rowid";
+      db.exec(
+        `INSERT INTO log (${ALL_COLUMNS}) SELECT ${ALL_COLUMNS} FROM ${table} ORDER BY ${order}`,
+      );
+      db.exec(`DROP TABLE ${table}`);
+    }
+    db.exec("COMMIT");
+  } catch (error) {
+    db.exec("ROLLBACK");
+    throw error;
+  }
+}
+
+/** A row of the startup scan: rowid, channel, seq, at, and a keyed message's key and sender. */
+type Scanned = [
+  rowid: number,
+  channel: string,
+  seq: number,
+  at: number,
+  key: string | null,
+  from: string | null,
+];
+
 function createSqliteStore(
   db: DatabaseSync,
   lock: DatabaseSync | null,
@@ -229,7 +237,7 @@ function createSqliteStore(
   options: SqliteOptions,
 ): MessageStore {
   const { maxPerChannel, maxAgeMs, now } = resolveOptions(options);
-  const foldEvery = Math.max(1, Math.floor(options.foldEvery ?? FOLD_EVERY));
+  const deleteEvery = Math.max(1, Math.floor(options.deleteEvery ?? DELETE_EVERY));
   db.exec("PRAGMA busy_timeout = 5000; PRAGMA cache_size = -16384;");
   db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;");
   // Checkpoints run on a worker (checkpointer.ts), never inside this connection's commits; if
@@ -240,88 +248,65 @@ function createSqliteStore(
   });
   db.exec(`PRAGMA wal_autocheckpoint = ${checkpointer === null ? AUTOCHECKPOINT_PAGES : 0}`);
   db.exec(SCHEMA);
+  migrate(db);
   const epoch = epochOf(db);
   const q = prepare(db);
-  const journal = createJournal();
 
-  // The file is this process's alone (`<path>-lock`; the checkpointer writes no rows), so a head
-  // read once stays true. A channel with journal rows is never evicted: the query reads only
-  // the folded rows.
-  const heads = new Map<string, number>();
-  const headSeq = (channel: string): number => {
-    let seq = heads.get(channel);
-    if (seq === undefined) {
-      seq = Number((q.head.get(channel) as { seq: number }).seq);
-      if (heads.size >= MAX_CACHED_HEADS) {
-        for (const known of heads.keys()) if (!journal.has(known)) heads.delete(known);
-      }
-      heads.set(channel, seq);
-    }
-    return seq;
-  };
-  // Reads skip expired and count-trimmed messages (a read never writes); folds delete them.
-  const cutoff = () => now() - maxAgeMs;
-  /** The newest seq of `channel` that `--history-size` trims, deleted or not yet. */
-  const floor = (channel: string) => headSeq(channel) - maxPerChannel;
-  /** `channel`'s journal rows that reads return: not trimmed, not expired. */
-  const recent = (channel: string): JournalRow[] => {
-    const rows = journal.rows(channel);
-    if (rows.length === 0) return [];
-    const [oldestKept, expired] = [floor(channel), cutoff()];
-    return rows.filter((row) => row.seq > oldestKept && row.at > expired);
-  };
-  const oldestFirst = (rows: unknown[]): StoredMessage[] =>
-    rows.map((row) => toMessage(toRow(row)));
-  const newestFirst = (rows: unknown[]): StoredMessage[] => oldestFirst(rows).reverse();
-  /** The folded rows' `count` newest of a read, then the journal's `newer`: oldest first. */
-  const joined = (newer: JournalRow[], count: number, folded: (n: number) => unknown[]) => {
-    if (newer.length >= count) return newer.slice(newer.length - count).map(toStored);
-    return [...newestFirst(folded(count - newer.length)), ...newer.map(toStored)];
-  };
-
-  /**
-   * Moves the journal into `messages` in one transaction, and trims each
-   * channel whose head passed a multiple of `TRIM_EVERY`. On failure the rows
-   * stay in the journal (and in memory) and the next fold takes them.
-   */
-  let nextFold = foldEvery;
-  const fold = (): void => {
-    if (journal.size === 0) return;
-    const at = now();
-    try {
-      q.begin.run();
-      try {
-        q.fold.run();
-        q.emptyJournal.run();
-        for (const [channel, rows] of journal.channels()) trim(channel, rows, at);
-        q.commit.run();
-      } catch (error) {
-        db.exec("ROLLBACK");
-        throw error;
-      }
-      journal.clear();
-      nextFold = foldEvery;
-    } catch {
-      nextFold = journal.size + foldEvery;
-    }
-  };
-  const trim = (channel: string, rows: readonly JournalRow[], at: number) => {
-    const before = rows[0].seq - 1, last = rows[rows.length - 1].seq;
-    if (Math.floor(last / TRIM_EVERY) === Math.floor(before / TRIM_EVERY)) return;
-    q.trimCount.run(channel, last - maxPerChannel);
-    // The age trim keeps the channel's first row younger than the cutoff, and every row when
-    // none is, so the newest row still names the head; the heads table is written only when
-    // it deletes.
-    if (Number(q.trimAge.run(channel, at - maxAgeMs).changes) > 0) q.setHead.run(channel, last);
-  };
-
-  // What a process that stopped without closing left in the journal is folded first.
-  for (const row of q.journalRows.all()) {
-    const [channel, seq, id, from, text, ts, key, at] = toRow(row) as unknown as JournalColumns;
-    journal.add({ type: "message", channel, from, text, id, ts, seq: Number(seq), key, at });
-    heads.set(channel, Number(seq));
+  const index = createLogIndex(maxPerChannel);
+  /** Rows out of the kept window (trimmed or expired), deleted `deleteEvery` at a time. */
+  let dead: number[] = [];
+  /** Channels whose every row went: their heads table entry is written with the next append. */
+  const emptied = new Set<ChannelIndex>();
+  for (const row of q.heads.all()) {
+    const { channel, seq } = row as { channel: string; seq: number };
+    index.setHead(channel, Number(seq));
   }
-  fold();
+  for (const row of q.scan.iterate()) {
+    const [rowid, channel, seq, at, key, from] = toRow(row) as unknown as Scanned;
+    const keyed = key === null ? undefined : keyOf(from!, key);
+    index.add(channel, Number(seq), Number(rowid), Number(at), keyed, dead);
+  }
+
+  // Reads skip expired and count-trimmed messages; appends delete them.
+  const cutoff = () => now() - maxAgeMs;
+  /** Drops what expired from `channel`'s entries (a channel left with none keeps its head). */
+  const expire = (channel: ChannelIndex, time: number) => {
+    const before = channel.rowids.length;
+    index.expire(channel, time - maxAgeMs, dead);
+    if (before > 0 && channel.rowids.length === 0) emptied.add(channel);
+  };
+  /** `channel`'s kept entries now, or undefined when it has had no message. */
+  const kept = (channel: string): ChannelIndex | undefined => {
+    const found = index.get(channel);
+    if (found !== undefined) expire(found, now());
+    return found;
+  };
+  /** The messages of seqs `from` to `to` of `channel`, oldest first. */
+  const fetch = (channel: ChannelIndex, from: number, to: number): StoredMessage[] => {
+    const lo = Math.max(from, channel.first);
+    const hi = Math.min(to, channel.first + channel.rowids.length - 1);
+    if (hi < lo) return [];
+    const rowids = channel.rowids.slice(lo - channel.first, hi - channel.first + 1);
+    return q.rows.all(JSON.stringify(rowids)).map((row) => toMessage(toRow(row)));
+  };
+  /**
+   * Inside an append's transaction: expires every channel now and then,
+   * keeps the heads of channels left with no row, and deletes the dead rows
+   * once there are enough of them; true when it deleted them (every row in
+   * `dead`).
+   */
+  let lastExpiry = now();
+  const collect = (time: number): boolean => {
+    if (time - lastExpiry >= EXPIRE_EVERY_MS) {
+      lastExpiry = time;
+      for (const channel of index.all()) expire(channel, time);
+    }
+    for (const channel of emptied) q.setHead.run(channel.channel, channel.head);
+    if (dead.length < deleteEvery) return false;
+    // In rowid order: the oldest pages first, each written once.
+    for (const rowid of dead.sort((x, y) => x - y)) q.remove.run(rowid);
+    return true;
+  };
 
   const store: MessageStore = {
     append(channel: string, messages: readonly NewMessage[]): Appended {
@@ -335,68 +320,75 @@ function createSqliteStore(
         return { ok: false, message: `Cannot store messages: ${reason(error)}` };
       }
       const at = now();
-      const rows: JournalRow[] = [];
+      const stored: StoredMessage[] = [];
+      const added: { channel: string; seq: number; rowid: number; key?: string }[] = [];
+      let deleted = false;
       try {
         /** Per channel of the batch: its last seq so far. */
         const lastSeqs = new Map<string, number>();
         for (const { channel, message } of entries) {
           const { from, text, id, ts } = message;
-          const seq = (lastSeqs.get(channel) ?? headSeq(channel)) + 1;
+          const seq = (lastSeqs.get(channel) ?? index.get(channel)?.head ?? 0) + 1;
           lastSeqs.set(channel, seq);
           const key = message.key ?? null;
-          q.journal.run(channel, seq, id, from, text, ts, key, at);
-          rows.push({ type: "message", channel, from, text, id, ts, seq, key, at });
+          const { lastInsertRowid } = q.insert.run(channel, seq, id, from, text, ts, key, at);
+          added.push({
+            channel,
+            seq,
+            rowid: Number(lastInsertRowid),
+            ...(key === null ? {} : { key: keyOf(from, key) }),
+          });
+          stored.push({ type: "message", channel, from, text, id, ts, seq });
         }
+        deleted = collect(at);
         q.commit.run();
-        for (const [channel, seq] of lastSeqs) heads.set(channel, seq);
       } catch (error) {
         db.exec("ROLLBACK");
         return { ok: false, message: `Cannot store messages: ${reason(error)}` };
       }
-      for (const row of rows) journal.add(row);
-      if (journal.size >= nextFold) fold();
-      return { ok: true, epoch, messages: rows.map(toStored) };
+      if (deleted) dead = [];
+      emptied.clear();
+      for (const { channel, seq, rowid, key } of added) {
+        index.add(channel, seq, rowid, at, key, dead);
+      }
+      return { ok: true, epoch, messages: stored };
     },
     latest(channel, limit) {
       const n = Math.min(clampLimit(limit), maxPerChannel);
-      if (n === 0) return [];
-      // Seqs are continuous up to the head: the newest rows are the ones `--history-size` keeps.
-      return joined(recent(channel), n, (rest) => q.latest.all(channel, cutoff(), rest));
+      const found = kept(channel);
+      if (n === 0 || found === undefined) return [];
+      return fetch(found, found.head - n + 1, found.head);
     },
     before(channel, seq, limit) {
       const n = clampLimit(limit);
-      if (n === 0) return [];
-      const newer = recent(channel).filter((row) => row.seq < seq);
-      return joined(newer, n, (rest) => q.before.all(channel, seq, floor(channel), cutoff(), rest));
+      const found = kept(channel);
+      if (n === 0 || found === undefined || !(seq > 0)) return [];
+      const end = Math.min(Math.ceil(seq) - 1, found.head);
+      return fetch(found, end - n + 1, end);
     },
     since(channel, sinceEpoch, seq, limit) {
-      const head = { epoch, seq: headSeq(channel) };
-      const newer = recent(channel);
-      const row = q.oldest.get(channel, floor(channel), cutoff()) as { seq: number } | undefined;
-      const oldest = row !== undefined ? Number(row.seq) : newer.length > 0 ? newer[0].seq : null;
+      const found = kept(channel);
+      const head = { epoch, seq: found?.head ?? 0 };
+      const oldest = found === undefined || found.rowids.length === 0 ? null : found.first;
       const n = clampLimit(limit);
       if (!canRecover(head, oldest, sinceEpoch, seq, n)) {
         return { recovered: false, epoch, messages: store.latest(channel, n) };
       }
-      const missed = newer.filter((message) => message.seq > seq).map(toStored);
-      const folded = missed.length > 0 && missed[0].seq === seq + 1
-        ? []
-        : oldestFirst(q.after.all(channel, seq, cutoff()));
-      return { recovered: true, epoch, messages: [...folded, ...missed] };
+      const missed = found === undefined ? [] : fetch(found, seq + 1, found.head);
+      return { recovered: true, epoch, messages: missed };
     },
     head(channel) {
-      return { epoch, seq: headSeq(channel) };
+      return { epoch, seq: index.get(channel)?.head ?? 0 };
     },
     byKey(channel, from, key) {
-      const row = q.byKey.get(channel, from, key, floor(channel), cutoff());
-      if (row !== undefined) return toMessage(toRow(row));
-      const found = recent(channel).find((message) => message.from === from && message.key === key);
-      return found === undefined ? null : toStored(found);
+      const found = kept(channel);
+      const seq = found?.byKey.get(keyOf(from, key));
+      if (found === undefined || seq === undefined) return null;
+      return fetch(found, seq, seq)[0] ?? null;
     },
     close() {
       if (closed) return;
       closed = true;
-      fold();
       checkpointer?.stop();
       db.close(); // (the last connection to close checkpoints the log and deletes it)
       lock?.close();
@@ -404,15 +396,3 @@ function createSqliteStore(
   };
   return store;
 }
-
-/** A journal row as `journalRows` returns it. */
-type JournalColumns = [
-  channel: string,
-  seq: number,
-  id: string,
-  from: string,
-  text: string,
-  ts: string,
-  key: string | null,
-  at: number,
-];

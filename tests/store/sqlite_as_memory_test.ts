@@ -20,16 +20,16 @@ function random(seed: number): () => number {
 const plain = (messages: StoredMessage[]) => messages.map((m) => ({ ...m }));
 
 /**
- * The SQLite store trims in runs, keeps heads in memory and reads its newest
- * messages from the journal until it folds them; what it returns must still
- * be what the memory store (which trims on every append) returns, whatever
- * the sizes, ages, batches, folds and reads.
+ * The SQLite store keeps messages in one append-ordered table with its
+ * index in memory, deletes trimmed rows in batches and expires lazily; what
+ * it returns must still be what the memory store (which trims on every
+ * append) returns, whatever the sizes, ages, batches, restarts and reads.
  */
-for (const [maxPerChannel, foldEvery] of [[1, 1], [5, 37], [70, 4096], [200, 300]]) {
-  Deno.test(`store (sqlite file): answers as the memory store does, --history-size ${maxPerChannel}, a fold every ${foldEvery} messages`, async () => {
+for (const [maxPerChannel, deleteEvery] of [[1, 1], [5, 37], [70, 2048], [200, 300]]) {
+  Deno.test(`store (sqlite file): answers as the memory store does, --history-size ${maxPerChannel}, dead rows deleted ${deleteEvery} at a time`, async () => {
     const dir = await Deno.makeTempDir({ prefix: "hubbub-store-" });
     const clock = createManualClock(0);
-    const options = { maxPerChannel, maxAgeMs: 10 * MINUTE, clock, foldEvery };
+    const options = { maxPerChannel, maxAgeMs: 10 * MINUTE, clock, deleteEvery };
     const opened = openSqliteStore(join(dir, "history.db"), options);
     if (!opened.ok) throw new Error(opened.message);
     let sqlite: MessageStore = opened.store;
