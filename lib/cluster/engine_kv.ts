@@ -58,8 +58,9 @@ export interface KvEngineOptions {
   /** The time stored in leases and messages and compared with them (default: the system clock). */
   clock?: Pick<Clock, "now">;
   /**
-   * How often to read the bus's head besides watching it, in ms (default
-   * 1000; 0: never): a local store's watch misses other processes' writes.
+   * How often to read the bus's head and the followed channels' heads
+   * besides watching them, in ms (default 1000; 0: never): a local store's
+   * watch misses other processes' writes.
    */
   pollMs?: number;
 }

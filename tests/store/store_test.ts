@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { createManualClock } from "../../lib/core/clock.ts";
 import { createMemoryStore } from "../../lib/store/memory.ts";
 import { openSqliteStore } from "../../lib/store/sqlite.ts";
@@ -351,6 +352,61 @@ Deno.test("store (sqlite file): what a process that died had stored is history a
     } finally {
       store.close();
     }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("store (sqlite file): a file of an earlier version (messages in a per-channel table) opens with its history, epoch and keys, moved to the log", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "hubbub-store-" });
+  const path = join(dir, "history.db");
+  try {
+    const earlier = new DatabaseSync(path);
+    earlier.exec(`
+      CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+      CREATE TABLE heads (channel TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
+      CREATE TABLE messages (
+        channel TEXT NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL, from_name TEXT NOT NULL,
+        text TEXT NOT NULL, ts TEXT NOT NULL, key TEXT, at INTEGER NOT NULL,
+        PRIMARY KEY (channel, seq)
+      ) WITHOUT ROWID;
+      CREATE INDEX messages_key ON messages (channel, from_name, key) WHERE key IS NOT NULL;
+      INSERT INTO meta VALUES ('epoch', 'earlier1');
+      INSERT INTO heads VALUES ('quiet', 7);
+    `);
+    const insert = earlier.prepare("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+    // Inserted out of seq order, as a per-channel table does not keep arrival order.
+    for (const seq of [3, 1, 2]) {
+      insert.run(
+        "lobby",
+        seq,
+        `i${seq}`,
+        "ann",
+        `m${seq}`,
+        "t",
+        seq === 2 ? "k2" : null,
+        Date.now(),
+      );
+    }
+    earlier.close();
+
+    const store = sqliteStore(path);
+    try {
+      assert.deepEqual(store.head("lobby"), { epoch: "earlier1", seq: 3 });
+      assert.deepEqual(store.head("quiet"), { epoch: "earlier1", seq: 7 });
+      assert.deepEqual(store.latest("lobby", 10).map((m) => m.text), ["m1", "m2", "m3"]);
+      assert.equal(store.byKey("lobby", "ann", "k2")?.seq, 2);
+      assert.deepEqual(seqs(append(store, "quiet", batch(1)).messages), [8]);
+    } finally {
+      store.close();
+    }
+    const moved = new DatabaseSync(path);
+    const tables = moved.prepare(
+      "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
+    )
+      .all().map((row) => (row as { name: string }).name);
+    moved.close();
+    assert.deepEqual(tables, ["heads", "log", "meta"]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
