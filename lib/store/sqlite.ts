@@ -267,8 +267,6 @@ function createSqliteStore(
     index.add(channel, Number(seq), Number(rowid), Number(at), keyed, dead);
   }
 
-  // Reads skip expired and count-trimmed messages; appends delete them.
-  const cutoff = () => now() - maxAgeMs;
   /** Drops what expired from `channel`'s entries (a channel left with none keeps its head). */
   const expire = (channel: ChannelIndex, time: number) => {
     const before = channel.rowids.length;

@@ -7,7 +7,9 @@
  *
  * @module
  */
+import type { FastPath } from "../../lib/cluster/engine_kv.ts";
 import type { KvAtomic, KvEntryMaybe, KvHandle, KvKey } from "../../lib/cluster/kv.ts";
+import { withTimeout } from "../_helpers.ts";
 
 /** A directory for KV files, removed with what is in it. */
 export interface KvDir extends AsyncDisposable {
@@ -126,6 +128,51 @@ export function cuttable(initial: Deno.Kv): CuttableKv {
     [Symbol.dispose]() {
       for (const watch of [...watches]) watch.fail();
       kv.close();
+    },
+  };
+}
+
+/** Values in arrival order, awaited one at a time. */
+export function queue<T>() {
+  const items: T[] = [];
+  const waiting: ((item: T) => void)[] = [];
+  return {
+    push(item: T) {
+      const waiter = waiting.shift();
+      if (waiter === undefined) items.push(item);
+      else waiter(item);
+    },
+    next(what: string): Promise<T> {
+      const item = items.shift();
+      if (item !== undefined) return Promise.resolve(item);
+      return withTimeout(new Promise((resolve) => waiting.push(resolve)), what);
+    },
+    get size() {
+      return items.length;
+    },
+  };
+}
+
+/** A fast path between two engines of one test, which can drop what it carries. */
+export function fastPaths(drop: (n: number) => boolean = () => false) {
+  const holders: ((event: { data: unknown }) => void)[][] = [[], []];
+  let posts = 0;
+  const make = (i: number): FastPath => ({
+    postMessage(message) {
+      if (drop(++posts)) return;
+      const data = structuredClone(message);
+      for (const listener of holders[1 - i]) queueMicrotask(() => listener({ data }));
+    },
+    addEventListener: (_, listener) => void holders[i].push(listener),
+    removeEventListener: (_, listener) => {
+      holders[i] = holders[i].filter((l) => l !== listener);
+    },
+    close() {},
+  });
+  return {
+    make,
+    get posts() {
+      return posts;
     },
   };
 }

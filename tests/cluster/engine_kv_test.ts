@@ -14,30 +14,9 @@ import type { KvAtomic, KvHandle } from "../../lib/cluster/kv.ts";
 import { BUS_CHUNK_CHARS } from "../../lib/cluster/kv_bus.ts";
 import { createManualClock } from "../../lib/core/clock.ts";
 import { withTimeout } from "../_helpers.ts";
-import { cuttable, type CuttableKv, kvDir } from "./_kv.ts";
+import { cuttable, type CuttableKv, fastPaths, kvDir, queue } from "./_kv.ts";
 
 const PREFIX = "test";
-
-/** Values in arrival order, awaited one at a time. */
-function queue<T>() {
-  const items: T[] = [];
-  const waiting: ((item: T) => void)[] = [];
-  return {
-    push(item: T) {
-      const waiter = waiting.shift();
-      if (waiter === undefined) items.push(item);
-      else waiter(item);
-    },
-    next(what: string): Promise<T> {
-      const item = items.shift();
-      if (item !== undefined) return Promise.resolve(item);
-      return withTimeout(new Promise((resolve) => waiting.push(resolve)), what);
-    },
-    get size() {
-      return items.length;
-    },
-  };
-}
 
 /** An engine under test with what it has told its node. */
 interface Node {
@@ -192,30 +171,6 @@ Deno.test("kv engine: entries gone before an engine read them (it fell behind): 
   assert.deepEqual(await b.take(1), ["four"]);
   assert.deepEqual(await a.take(1), ["four"]);
 });
-
-/** A fast path between two engines of one test, which can drop what it carries. */
-function fastPaths(drop: (n: number) => boolean = () => false) {
-  const holders: ((event: { data: unknown }) => void)[][] = [[], []];
-  let posts = 0;
-  const make = (i: number): FastPath => ({
-    postMessage(message) {
-      if (drop(++posts)) return;
-      const data = structuredClone(message);
-      for (const listener of holders[1 - i]) queueMicrotask(() => listener({ data }));
-    },
-    addEventListener: (_, listener) => void holders[i].push(listener),
-    removeEventListener: (_, listener) => {
-      holders[i] = holders[i].filter((l) => l !== listener);
-    },
-    close() {},
-  });
-  return {
-    make,
-    get posts() {
-      return posts;
-    },
-  };
-}
 
 Deno.test("kv engine: the fast path delivers ahead of a stalled watch, and nothing twice once it catches up", async () => {
   const paths = fastPaths();

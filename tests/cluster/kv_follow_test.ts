@@ -12,8 +12,7 @@ import type { Engine } from "../../lib/cluster/engine.ts";
 import { FOLLOW_SLACK } from "../../lib/cluster/history_kv.ts";
 import type { KvAtomic, KvHandle } from "../../lib/cluster/kv.ts";
 import type { SharedMessage } from "../../lib/store/store.ts";
-import { withTimeout } from "../_helpers.ts";
-import { cuttable, type CuttableKv, kvDir } from "./_kv.ts";
+import { cuttable, type CuttableKv, fastPaths, kvDir, queue } from "./_kv.ts";
 
 const PREFIX = "test";
 const TS = "2026-01-01T00:00:00.000Z";
@@ -34,26 +33,6 @@ function message(channel: string, text: string): SharedMessage {
 
 /** What a node heard: per payload, its sender and the channel and text of each message. */
 type Heard = { n: string; m: string[] };
-
-function queue<T>() {
-  const items: T[] = [];
-  const waiting: ((item: T) => void)[] = [];
-  return {
-    push(item: T) {
-      const waiter = waiting.shift();
-      if (waiter === undefined) items.push(item);
-      else waiter(item);
-    },
-    next(what: string): Promise<T> {
-      const item = items.shift();
-      if (item !== undefined) return Promise.resolve(item);
-      return withTimeout(new Promise((resolve) => waiting.push(resolve)), what);
-    },
-    get size() {
-      return items.length;
-    },
-  };
-}
 
 /** Counts the commits the store refused because another engine wrote a checked key first. */
 function counting(kv: KvHandle) {
@@ -260,30 +239,6 @@ Deno.test("kv follow: messages gone before a follower read them (it fell further
   assert.deepEqual(await b.take(1), ["room:four"]);
   assert.ok(FOLLOW_SLACK >= 1000);
 });
-
-/** A fast path between two engines of one test, which can drop what it carries. */
-function fastPaths(drop: (n: number) => boolean = () => false) {
-  const holders: ((event: { data: unknown }) => void)[][] = [[], []];
-  let posts = 0;
-  const make = (i: number): FastPath => ({
-    postMessage(message) {
-      if (drop(++posts)) return;
-      const data = structuredClone(message);
-      for (const listener of holders[1 - i]) queueMicrotask(() => listener({ data }));
-    },
-    addEventListener: (_, listener) => void holders[i].push(listener),
-    removeEventListener: (_, listener) => {
-      holders[i] = holders[i].filter((l) => l !== listener);
-    },
-    close() {},
-  });
-  return {
-    make,
-    get posts() {
-      return posts;
-    },
-  };
-}
 
 Deno.test("kv follow: the fast path delivers ahead of a stalled watch, and nothing twice once it catches up", async () => {
   const paths = fastPaths();
