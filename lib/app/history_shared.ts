@@ -1,10 +1,13 @@
 /**
- * Durable channels across a cluster, over a shared log (Redis): one append
- * per channel and tick numbers the messages, stores them and publishes them
- * on the bus atomically, and every node, this one included, delivers them
- * when the bus brings them back, so all members see one order.
+ * Durable channels across a cluster, over a shared log (Redis, Deno KV):
+ * one append per channel and tick numbers the messages, stores them and
+ * publishes them atomically, and every node, this one included, delivers
+ * them when they come back (Redis: on the bus; Deno KV: from the channel's
+ * log, which a node follows while it has members in the channel), so all
+ * members see one order.
  *
- * A `join` needs a round trip to the log: until its answer, the session's
+ * A `join` needs a round trip to the log (on Deno KV, once the node follows
+ * the channel): until its answer, the session's
  * commands wait (as behind a token check) and what the channel gets meanwhile
  * is held for it, then sent after `joined` without what `joined` already
  * carries. While the log cannot be reached, messages go out on this node
