@@ -207,9 +207,9 @@ export function createKvLog(kv: KvHandle, bus: KvBus, options: KvLogOptions): Kv
     key,
   ];
 
-  /** The channel's meta if its history is current at `time`. */
-  const live = (entry: KvEntryMaybe, time: number): Meta | null => {
-    const meta = parseMeta(entry.value);
+  /** The channel's meta, from its entry's value, if its history is current at `time`. */
+  const live = (value: unknown, time: number): Meta | null => {
+    const meta = parseMeta(value);
     return meta !== null && meta.at + ttlMs > time ? meta : null;
   };
   const fresh = (time: number): Meta => ({ epoch: newEpoch(), top: 0, at: time, gen: newEpoch() });
@@ -219,7 +219,7 @@ export function createKvLog(kv: KvHandle, bus: KvBus, options: KvLogOptions): Kv
     metaKey,
     messageKey,
     head(value) {
-      const meta = live({ key: [], value, versionstamp: null } as KvEntryMaybe, now());
+      const meta = live(value, now());
       return meta === null ? null : { gen: meta.gen, top: meta.top };
     },
     entry(value) {
@@ -240,7 +240,7 @@ export function createKvLog(kv: KvHandle, bus: KvBus, options: KvLogOptions): Kv
   const ensure = async (channel: string, entry: KvEntryMaybe): Promise<Meta> => {
     for (let tries = 1;; tries++) {
       const time = now();
-      const meta = live(entry, time);
+      const meta = live(entry.value, time);
       if (meta !== null) return meta;
       const made = fresh(time);
       const result = await kv.atomic()
@@ -314,7 +314,7 @@ export function createKvLog(kv: KvHandle, bus: KvBus, options: KvLogOptions): Kv
       else if (typeof row.key[4] === "number") rows.push({ seq: row.key[4], value: row.value });
     }
     const time = now();
-    const found = live(metaEntry, time);
+    const found = live(metaEntry.value, time);
     if (found === null) return { meta: await ensure(channel, metaEntry), messages: [] };
     const meta = found;
     let messages = run(rows, meta, meta.top, time);
@@ -354,7 +354,7 @@ export function createKvLog(kv: KvHandle, bus: KvBus, options: KvLogOptions): Kv
         keyEntries.push(...await kv.getMany(keyKeys.slice(at, at + KV_LIMITS.readKeys), strong));
       }
       const time = now();
-      const before = live(metaEntry, time);
+      const before = live(metaEntry.value, time);
       const meta = before ?? fresh(time);
       const firsts = new Map<string, { seq: number; id: string }>();
       [...keyed.keys()].forEach((id, i) => {
@@ -516,7 +516,7 @@ export function createKvLog(kv: KvHandle, bus: KvBus, options: KvLogOptions): Kv
         for (let tries = 1;; tries++) {
           const entry = await kv.get(metaKey(channel), strong);
           const time = now();
-          const meta = live(entry, time);
+          const meta = live(entry.value, time);
           let epoch = newEpoch();
           while (epoch === meta?.epoch) epoch = newEpoch();
           const next = meta === null ? { ...fresh(time), epoch } : { ...meta, epoch };

@@ -14,9 +14,9 @@
  * Writing an entry is one atomic operation that checks the head's
  * versionstamp, sets the entries and moves the head (retried when another
  * engine moved it first), so the entries are numbered 1, 2, 3… with no gap
- * and every engine reads one order. A history append (`history_kv.ts`) adds
- * its own checks and mutations to the same operation: numbering, storing and
- * publishing are one step.
+ * and every engine reads one order. Chat messages do not go through it: a
+ * history append touches only its channel's keys, and engines deliver it
+ * from the channel's log (`kv_follow.ts`).
  *
  * Reading: each engine watches the head key and, on every change it is told
  * of, reads the entries after the last it delivered up to the head. A watch
@@ -88,12 +88,10 @@ export type BusHead = { n: number; id: string };
 export type BusEntry = { p: string; more?: true };
 
 /** Entries an atomic operation adds to the bus: numbers `first`, `first + 1`, … of bus `id`. */
-export type Staged = { id: string; first: number; entries: BusEntry[] };
+type Staged = { id: string; first: number; entries: BusEntry[] };
 
 /** The bus of the KV engine: ordered delivery to `listener`, and the writing side. */
 export interface KvBus {
-  /** The head's key, for a caller that reads it with its own keys. */
-  readonly headKey: KvKey;
   /** Whether the watch is running (the engine is up). */
   readonly up: boolean;
   /** Starts watching; `listener.up` once it runs, `down` (repeatedly while it cannot) on errors. */
@@ -105,10 +103,6 @@ export interface KvBus {
    * one engine's writes reach the bus in the order they were made.
    */
   serial<T>(job: () => Promise<T>): Promise<T>;
-  /** Adds to `op` a check of `head` (as read) and the entries carrying `payloads`. */
-  stage(op: KvAtomic, head: KvEntryMaybe, payloads: readonly string[]): Staged;
-  /** An operation with `staged` committed (at `versionstamp`): deliver its entries here, share them. */
-  committed(staged: Staged, versionstamp: string): void;
   /** Keeps `operation` in mind so `stop` waits for it. */
   track<T>(operation: Promise<T>): Promise<T>;
   /** Stops watching once queued writes are done; the KV store is left open (its owner closes it). */
@@ -138,7 +132,7 @@ function parseEntry(value: unknown): BusEntry | null {
 }
 
 /** The entries carrying `payload`: one, or pieces of at most `BUS_CHUNK_CHARS` characters. */
-export function busEntries(payload: string): BusEntry[] {
+function busEntries(payload: string): BusEntry[] {
   if (payload.length <= BUS_CHUNK_CHARS) return [{ p: payload }];
   const entries: BusEntry[] = [];
   for (let at = 0; at < payload.length; at += BUS_CHUNK_CHARS) {
@@ -153,7 +147,7 @@ export function busEntries(payload: string): BusEntry[] {
 }
 
 /** What publishing `payload` adds to an atomic operation: bytes and mutations. */
-export function busCost(payload: string): { bytes: number; mutations: number } {
+function busCost(payload: string): { bytes: number; mutations: number } {
   const entries = Math.ceil(payload.length / BUS_CHUNK_CHARS);
   return { bytes: storedBytes(payload) + 64 * entries, mutations: entries };
 }
@@ -381,6 +375,7 @@ export function createKvBus({ kv, prefix, fastPath, pollMs = POLL_MS }: KvBusOpt
     if (retry === undefined) retry = setTimeout(begin, Math.min(50 * 2 ** attempt++, 2000));
   };
 
+  /** Adds to `op` a check of `head` (as read) and the entries carrying `payloads`. */
   const stage = (op: KvAtomic, head: KvEntryMaybe, payloads: readonly string[]): Staged => {
     const current = parseHead(head.value);
     const staged: Staged = {
@@ -397,6 +392,7 @@ export function createKvBus({ kv, prefix, fastPath, pollMs = POLL_MS }: KvBusOpt
     return staged;
   };
 
+  /** An operation with `staged` committed (at `versionstamp`): deliver its entries here, share them. */
   const committed = (staged: Staged, versionstamp: string) => {
     const end = staged.first + staged.entries.length - 1;
     cachedHead = { key: headKey, value: { n: end, id: staged.id }, versionstamp };
@@ -481,7 +477,6 @@ export function createKvBus({ kv, prefix, fastPath, pollMs = POLL_MS }: KvBusOpt
   };
 
   return {
-    headKey,
     get up() {
       return state === "up";
     },
@@ -506,8 +501,6 @@ export function createKvBus({ kv, prefix, fastPath, pollMs = POLL_MS }: KvBusOpt
       return true;
     },
     serial,
-    stage,
-    committed,
     track,
     async stop() {
       if (state === "stopped") return;
