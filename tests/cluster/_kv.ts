@@ -8,6 +8,7 @@
  * @module
  */
 import type { FastPath } from "../../lib/cluster/engine_kv.ts";
+import type { Engine } from "../../lib/cluster/engine.ts";
 import type { KvAtomic, KvEntryMaybe, KvHandle, KvKey } from "../../lib/cluster/kv.ts";
 import { withTimeout } from "../_helpers.ts";
 
@@ -173,6 +174,25 @@ export function fastPaths(drop: (n: number) => boolean = () => false) {
     make,
     get posts() {
       return posts;
+    },
+  };
+}
+
+/**
+ * Engines a test started on one store file in `dir`: another handle on the
+ * store, to look at what they wrote, and disposal of the engines, their
+ * handles and the directory.
+ */
+export function onOneStore<T extends { engine: Engine; kv: CuttableKv }>(dir: KvDir, nodes: T[]) {
+  return {
+    nodes,
+    async raw(): Promise<Deno.Kv> {
+      return await Deno.openKv(dir.path());
+    },
+    async [Symbol.asyncDispose]() {
+      for (const node of nodes) await node.engine.stop();
+      for (const node of nodes) node.kv[Symbol.dispose]();
+      await dir[Symbol.asyncDispose]();
     },
   };
 }

@@ -14,7 +14,7 @@ import type { KvAtomic, KvHandle } from "../../lib/cluster/kv.ts";
 import { BUS_CHUNK_CHARS } from "../../lib/cluster/kv_bus.ts";
 import { createManualClock } from "../../lib/core/clock.ts";
 import { withTimeout } from "../_helpers.ts";
-import { cuttable, type CuttableKv, fastPaths, kvDir, queue } from "./_kv.ts";
+import { cuttable, type CuttableKv, fastPaths, kvDir, onOneStore, queue } from "./_kv.ts";
 
 const PREFIX = "test";
 
@@ -69,18 +69,7 @@ async function engines(
     });
   }
   for (const node of nodes) assert.equal(await node.events.next("the engine to start"), "up");
-  return {
-    nodes,
-    /** Another handle on the same store, for looking at what the engines wrote. */
-    async raw(): Promise<Deno.Kv> {
-      return await Deno.openKv(dir.path());
-    },
-    async [Symbol.asyncDispose]() {
-      for (const node of nodes) await node.engine.stop();
-      for (const node of nodes) node.kv[Symbol.dispose]();
-      await dir[Symbol.asyncDispose]();
-    },
-  };
+  return onOneStore(dir, nodes);
 }
 
 Deno.test("kv engine: a Deno.Kv is a KvHandle, and a BroadcastChannel a FastPath", async () => {

@@ -12,7 +12,7 @@ import type { Engine } from "../../lib/cluster/engine.ts";
 import { FOLLOW_SLACK } from "../../lib/cluster/history_kv.ts";
 import type { KvAtomic, KvHandle } from "../../lib/cluster/kv.ts";
 import type { SharedMessage } from "../../lib/store/store.ts";
-import { cuttable, type CuttableKv, fastPaths, kvDir, queue } from "./_kv.ts";
+import { cuttable, type CuttableKv, fastPaths, kvDir, onOneStore, queue } from "./_kv.ts";
 
 const PREFIX = "test";
 const TS = "2026-01-01T00:00:00.000Z";
@@ -133,17 +133,7 @@ async function engines(
     nodes.push(node);
   }
   for (const node of nodes) assert.equal(await node.events.next("the engine to start"), "up");
-  return {
-    nodes,
-    async raw(): Promise<Deno.Kv> {
-      return await Deno.openKv(dir.path());
-    },
-    async [Symbol.asyncDispose]() {
-      for (const node of nodes) await node.engine.stop();
-      for (const node of nodes) node.kv[Symbol.dispose]();
-      await dir[Symbol.asyncDispose]();
-    },
-  };
+  return onOneStore(dir, nodes);
 }
 
 Deno.test("kv follow: a channel's messages reach the engines that follow it, the sender's too, in seq order and one payload per commit; others get nothing of it", async () => {
