@@ -103,8 +103,11 @@ function isBusy(error: unknown): boolean {
   return error instanceof Error && /database is locked/i.test(error.message);
 }
 
-/** Tries a read again while the store is busy (a few times, briefly): it fails only if it stays so. */
-async function again<T>(read: () => Promise<T>): Promise<T> {
+/**
+ * Tries `read` again while the store is busy (a few times, briefly): it fails only if it stays
+ * so. Opening a KV file is such a read: workers opening one file at once refuse each other.
+ */
+export async function again<T>(read: () => Promise<T>): Promise<T> {
   for (let tries = 1;; tries++) {
     try {
       return await read();

@@ -7,6 +7,7 @@
 import { dirname } from "node:path";
 import type { App, Connection } from "../app.ts";
 import { createKvEngine } from "../cluster/engine_kv.ts";
+import { again } from "../cluster/kv.ts";
 import type { Upgrade } from "../http/http.ts";
 import type { Engine } from "../cluster/engine.ts";
 import { CloseCode } from "../core/protocol.ts";
@@ -266,7 +267,9 @@ export async function openDenoKvEngine(
   try {
     // Deno.openKv creates the file, not the directory it goes in.
     if (path !== null && path !== ":memory:") Deno.mkdirSync(dirname(path), { recursive: true });
-    kv = await Deno.openKv(path ?? undefined);
+    // Workers of `deno serve --parallel` open one file at once; SQLite may refuse all but one
+    // ("database is locked", one open in twenty measured with three workers): try again.
+    kv = await again(() => Deno.openKv(path ?? undefined));
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     return {

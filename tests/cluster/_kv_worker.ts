@@ -7,6 +7,7 @@
  * @module
  */
 import { createKvEngine } from "../../lib/cluster/engine_kv.ts";
+import { again } from "../../lib/cluster/kv.ts";
 import type { Engine } from "../../lib/cluster/engine.ts";
 
 /** What the parent asks. */
@@ -35,7 +36,8 @@ let kv: Deno.Kv | undefined;
 port.onmessage = async ({ data }) => {
   switch (data.t) {
     case "start": {
-      kv = await Deno.openKv(data.path);
+      // (Workers opening one file at once may refuse each other: "database is locked".)
+      kv = await again(() => Deno.openKv(data.path));
       engine = createKvEngine({
         kv,
         prefix: data.prefix,
