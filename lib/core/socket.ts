@@ -12,7 +12,10 @@ export interface Socket {
   send(text: string): void;
   /** Closes with a code and a reason of at most 123 bytes. */
   close(code: number, reason: string): void;
-  /** Bytes queued for sending but not yet written to the network. */
+  /**
+   * Bytes queued for sending but not yet written to the network. It grows only by what `send`
+   * queues (the hub counts on it to skip most of these reads).
+   */
   readonly bufferedAmount: number;
 }
 

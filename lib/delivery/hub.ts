@@ -10,6 +10,13 @@
  * per socket in the runtime's send buffer, and they go out together once it
  * drains (fewer, bigger writes exactly when the server is busiest).
  *
+ * The runtime's backlog is a runtime call to read (an op on Deno), so the hub
+ * keeps a bound on it instead: the last reading plus everything written since
+ * (at most 3 bytes of UTF-8 per UTF-16 code unit, and a frame header). It
+ * asks the runtime only when that bound reaches `HOLD_BYTES`: a healthy
+ * socket is asked once every few hundred writes, not at each one. (A backlog
+ * only grows by what is written to the socket: `Socket.bufferedAmount`.)
+ *
  * A socket whose unsent bytes (held here or in the runtime's buffer) pass
  * `maxBufferedBytes` is reported through `onSlowConsumer` so it cannot grow
  * the server's memory; the others are
@@ -86,6 +93,9 @@ const BUSY_GAP_MS = 1;
 /** A socket with this many bytes still unsent gets nothing more until it drains below. */
 export const HOLD_BYTES = 64 * 1024;
 
+/** A bound on a WebSocket frame's header, counted with its payload in a backlog bound. */
+const FRAME_HEADER_BYTES = 14;
+
 /** How often held sockets are looked at for having drained. */
 const HELD_POLL_MS = 1;
 
@@ -121,11 +131,14 @@ interface Outbox {
   sealed: Batch[];
   /** The backlog seen at the last check when it was over the cap; Infinity otherwise. */
   backlogOverCap: number;
+  /** At least the socket's runtime backlog: the last reading plus what was written since. */
+  backlogBound: number;
 }
 
 /** The joined text of a batch, building what its ancestors have not built yet. */
 function textOf(batch: Batch): string {
   if (batch.text !== undefined) return batch.text;
+  if (batch.parent === undefined) return batch.text = batch.last; // one frame: no chain to walk
   const chain: Batch[] = [];
   let base: Batch | undefined = batch;
   while (base !== undefined && base.text === undefined) {
@@ -147,6 +160,15 @@ function framesOf(batch: Batch): string[] {
   return frames.reverse();
 }
 
+/**
+ * The socket's runtime backlog, or a bound on it that is under `HOLD_BYTES`: the runtime is
+ * asked (a call into it) only when the bound could hold the socket.
+ */
+function backlogOf(outbox: Outbox): number {
+  if (outbox.backlogBound < HOLD_BYTES) return outbox.backlogBound;
+  return outbox.backlogBound = outbox.socket.bufferedAmount;
+}
+
 /** What a held socket has waiting in the hub, in UTF-16 code units. */
 function heldChars(outbox: Outbox): number {
   let chars = outbox.batch?.chars ?? 0;
@@ -159,8 +181,10 @@ export function createHub(options: HubOptions): Hub {
   const { metrics } = options;
   const outboxes = new Map<SessionId, Outbox>();
   let dirty = new Set<Outbox>();
+  /** The other set of dirty outboxes, empty: the two take turns (no new set per flush). */
+  let spareDirty = new Set<Outbox>();
   /** The first batches of this tick, by their frame. */
-  let roots = new Map<string, Batch>();
+  const roots = new Map<string, Batch>();
   let flushScheduled = false;
   let flushTimer: ReturnType<typeof setTimeout> | undefined;
   let lastFlushAt = -Infinity;
@@ -180,8 +204,8 @@ export function createHub(options: HubOptions): Hub {
     const cap = options.maxBufferedBytes;
     for (const outbox of batch) {
       if (outboxes.get(outbox.id) !== outbox) continue;
-      const backlog = outbox.socket.bufferedAmount +
-        (held.has(outbox) ? heldChars(outbox) : 0);
+      outbox.backlogBound = outbox.socket.bufferedAmount;
+      const backlog = outbox.backlogBound + (held.has(outbox) ? heldChars(outbox) : 0);
       if (backlog <= cap) outbox.backlogOverCap = Infinity;
       else if (backlog > cap * HARD_BACKLOG_FACTOR || backlog >= outbox.backlogOverCap) {
         options.onSlowConsumer(outbox.id);
@@ -206,8 +230,8 @@ export function createHub(options: HubOptions): Hub {
       held.delete(outbox);
       return;
     }
-    // The one backlog read of a write (a runtime call): it decides both the hold and the check.
-    let buffered = outbox.socket.bufferedAmount;
+    // The backlog (or a bound on it under HOLD_BYTES) decides both the hold and the check.
+    let buffered = backlogOf(outbox);
     if (!force && hold(outbox, buffered)) return;
     held.delete(outbox);
     const sealed = outbox.sealed;
@@ -223,9 +247,9 @@ export function createHub(options: HubOptions): Hub {
 
   /**
    * One batch to the socket: one frame, or one per message for dialect clients. `buffered` is
-   * at least the socket's backlog before; returns a bound on it after. Only a socket that may now
-   * be over the cap (or was at its last check) is looked at again: a UTF-16 code unit is at most
-   * 3 bytes of UTF-8, so a socket whose bound stays under the cap cannot be a slow consumer yet.
+   * at least the socket's backlog before; returns (and keeps) a bound on it after. Only a socket
+   * that may now be over the cap (or was at its last check) is looked at again: a socket whose
+   * bound stays under the cap cannot be a slow consumer yet.
    */
   const send = (outbox: Outbox, batch: Batch, buffered: number): number => {
     if (outbox.coalesce) {
@@ -237,7 +261,8 @@ export function createHub(options: HubOptions): Hub {
       else for (const text of framesOf(batch)) outbox.socket.send(text);
       metrics.framesOut += batch.frames;
     }
-    const after = buffered + 3 * batch.chars;
+    const after = buffered + 3 * batch.chars + FRAME_HEADER_BYTES * batch.frames;
+    outbox.backlogBound = after;
     if (after > options.maxBufferedBytes || outbox.backlogOverCap !== Infinity) {
       written.add(outbox);
     }
@@ -265,14 +290,16 @@ export function createHub(options: HubOptions): Hub {
   const flush = () => {
     // Swap first: what a flush causes (a slow consumer's presence leave) goes in the next batch.
     const batch = dirty;
-    dirty = new Set();
-    roots = new Map();
+    dirty = spareDirty;
+    roots.clear();
     flushScheduled = false;
     flushTimer = undefined;
     lastFlushAt = performance.now();
     for (const outbox of batch) {
       if (outboxes.get(outbox.id) === outbox) write(outbox); // else closed since it was queued
     }
+    batch.clear();
+    spareDirty = batch;
     if (checkTimer === undefined && written.size > 0 && !stopped) {
       checkTimer = setTimeout(checkBacklogs, 0);
     }
@@ -296,7 +323,7 @@ export function createHub(options: HubOptions): Hub {
     outbox.batch = batch;
     if (batch.frames >= MAX_BATCH_FRAMES || batch.chars >= MAX_BATCH_CHARS) {
       // Bounded: a big burst goes out in pieces, or, while the socket is busy, waits in pieces.
-      if (hold(outbox, outbox.socket.bufferedAmount)) {
+      if (hold(outbox, backlogOf(outbox))) {
         outbox.sealed.push(batch);
         outbox.batch = undefined;
       } else {
@@ -324,6 +351,7 @@ export function createHub(options: HubOptions): Hub {
         batch: undefined,
         sealed: [],
         backlogOverCap: Infinity,
+        backlogBound: socket.bufferedAmount,
       });
     },
     remove(id) {
@@ -342,7 +370,8 @@ export function createHub(options: HubOptions): Hub {
       if (outbox !== undefined) enqueue(outbox, text);
     },
     publish(_channel, members, frame, except, origin) {
-      // Encoded once per dialect: members of one dialect hit the one-entry cache.
+      // Encoded once per dialect: members of one dialect hit the one-entry cache, and a map of
+      // the encodings is made only when a second dialect shows up.
       let lastDialect: string | undefined;
       let lastText: string | null = null;
       let byDialect: Map<string, string | null> | undefined;
@@ -351,12 +380,15 @@ export function createHub(options: HubOptions): Hub {
         const outbox = outboxes.get(id);
         if (outbox === undefined) continue;
         if (outbox.dialect !== lastDialect) {
-          byDialect ??= new Map();
+          if (lastDialect !== undefined) {
+            byDialect ??= new Map([[lastDialect, lastText]]);
+          }
           lastDialect = outbox.dialect;
-          lastText = byDialect.get(lastDialect) ?? null;
-          if (!byDialect.has(lastDialect)) {
+          const known: string | null | undefined = byDialect?.get(lastDialect);
+          if (known !== undefined) lastText = known;
+          else {
             lastText = options.encode(lastDialect, frame, origin);
-            byDialect.set(lastDialect, lastText);
+            byDialect?.set(lastDialect, lastText);
           }
         }
         if (lastText !== null) enqueue(outbox, lastText);
