@@ -53,6 +53,8 @@ export function startServer(
     log?: Logger;
     /** The history store (the app closes it); a new memory store by default. */
     store?: MessageStore;
+    /** Under load, how long after a history commit the next one waits. */
+    commitGapMs?: number;
   } = {},
 ): TestServer {
   const config = { ...TEST_CONFIG, ...overrides };
@@ -64,6 +66,7 @@ export function startServer(
     engine: deps.engine,
     nodeId: deps.nodeId,
     store: deps.store,
+    commitGapMs: deps.commitGapMs,
     log: deps.log ?? (Deno.env.get("DEBUG_LOG") ? undefined : silentLogger),
   });
   const abort = new AbortController();

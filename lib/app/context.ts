@@ -39,6 +39,14 @@ export const NATIVE = "native";
  */
 const MAX_OPEN_DEADLINE_MS = 10_000;
 
+/**
+ * History commits closer together than this mean load: the next one waits for the rest of the
+ * gap. In rooms of 10 at 40,000 deliveries a second, a commit held 4.6 messages, and SQLite's
+ * fixed cost per commit made a stored message cost 10.5 µs of CPU; with the gap, about ten share
+ * one and a message costs about 7 µs. Latency under load grows by at most the gap.
+ */
+export const BUSY_COMMIT_GAP_MS = 2;
+
 /** The history until `createApp` sets the real one; using it is a bug. */
 const NO_HISTORY: History = new Proxy({} as History, {
   get() {
@@ -59,6 +67,11 @@ export interface ContextDeps {
    * brought (the runtime's `afterIo`); a microtask by default.
    */
   afterIo?: (task: () => void) => void;
+  /**
+   * Under load, how long after a history commit the next one waits, so that the messages of
+   * several reads share it (`BUSY_COMMIT_GAP_MS`, 2 ms, by default).
+   */
+  commitGapMs?: number;
   /** The wire protocols besides the native one that sockets may speak. */
   dialects?: readonly Dialect[];
   /** What this node shares with the others of its cluster; a lone in-memory node by default. */
@@ -113,6 +126,8 @@ export interface AppContext {
   readonly hub: Hub;
   /** Runs a task once the runtime has handled what one read of its sockets brought. */
   readonly afterIo: (task: () => void) => void;
+  /** Under load, how long after a history commit the next one waits. */
+  readonly commitGapMs: number;
   /**
    * Where channel messages are stored and numbered; set once by `createApp`
    * right after the context (it needs the parts the context wires).
@@ -244,6 +259,7 @@ export function createContext(
     nodeId,
     hub,
     afterIo: deps.afterIo ?? queueMicrotask,
+    commitGapMs: deps.commitGapMs ?? BUSY_COMMIT_GAP_MS,
     history: NO_HISTORY,
     joining: new Map(),
     idleWaiters: [],

@@ -28,6 +28,9 @@ export type {
   SubmitOutcome,
 } from "./history_types.ts";
 
+/** Messages that may wait for a commit timer; more are committed after the current read. */
+const MAX_WAITING = 1024;
+
 type Waiting = {
   channel: string;
   frame: MessageFrame;
@@ -41,16 +44,20 @@ export function createLocalHistory(ctx: AppContext, store: MessageStore): Histor
   /** Queued messages by channel, sender and key: a second keyed send in one tick joins the first. */
   const queuedKeys = new Map<string, Waiting>();
   let scheduled = false;
+  let commitTimer: ReturnType<typeof setTimeout> | undefined;
+  let lastCommitAt = -Infinity;
   let stopped = false;
   let lastWriteFailed = false;
 
   const schedule = () => {
     if (scheduled || stopped) return;
     scheduled = true;
-    // After the current read of the sockets: what it brought shares one transaction. (A timer
-    // would batch more, but its bursts reach the hub between two backlog checks and make healthy
-    // readers look stuck.)
-    ctx.afterIo(history.flush);
+    // At rest, after the current read of the sockets: what it brought shares one transaction.
+    // Under load (commits back to back), a transaction's fixed cost is most of a message's:
+    // wait until `commitGapMs` after the last one, so the messages of several reads share it.
+    const since = performance.now() - lastCommitAt;
+    if (since >= ctx.commitGapMs) ctx.afterIo(history.flush);
+    else commitTimer = setTimeout(history.flush, ctx.commitGapMs - since);
   };
 
   const history: History = {
@@ -66,6 +73,12 @@ export function createLocalHistory(ctx: AppContext, store: MessageStore): Histor
         queuedKeys.set(keyId, waiting);
         queue.push(waiting);
       } else queue.push({ channel, frame, submission, alsoFor: [] });
+      // Bounded: a burst bigger than this is not held back for the timer.
+      if (queue.length >= MAX_WAITING && commitTimer !== undefined) {
+        clearTimeout(commitTimer);
+        commitTimer = undefined;
+        ctx.afterIo(history.flush);
+      }
       schedule();
     },
     join(session, effect) {
@@ -94,7 +107,10 @@ export function createLocalHistory(ctx: AppContext, store: MessageStore): Histor
     },
     flush() {
       scheduled = false;
+      clearTimeout(commitTimer);
+      commitTimer = undefined;
       if (queue.length === 0) return;
+      lastCommitAt = performance.now();
       const batch = queue;
       queue = [];
       queuedKeys.clear();
