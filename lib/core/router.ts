@@ -178,8 +178,16 @@ export function messageFrame(
   from: string,
   text: string,
 ): MessageFrame {
-  const ts = new Date(core.now()).toISOString();
-  return { type: "message", channel, from, text, id: core.messageId(), ts };
+  return { type: "message", channel, from, text, id: core.messageId(), ts: isoTime(core.now()) };
+}
+
+/** The last time `isoTime` formatted: under load, many messages share a millisecond. */
+let lastTime = { at: NaN, iso: "" };
+
+/** `at` (ms since the epoch) as an ISO 8601 string. */
+function isoTime(at: number): string {
+  if (at !== lastTime.at) lastTime = { at, iso: new Date(at).toISOString() };
+  return lastTime.iso;
 }
 
 function login(core: Core, session: Session, requested: string, ref: Ref | undefined): Effect[] {
