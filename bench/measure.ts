@@ -8,6 +8,7 @@ import { fmtKiB, fmtMs, fmtRate, median, pct, progress, sleep } from "./format.t
 import { Generator, type Ready, type StepResult } from "./generator.ts";
 import {
   BUSY,
+  CPU_AT,
   FIXED_LOAD,
   FOREIGN,
   KEPT_UP,
@@ -268,8 +269,11 @@ export async function runScenario(
     // Warm up (JIT, and the garbage of the join storm) with a step that is not recorded.
     await sleep(500);
     await step(trial.session, sc, sc.ladderStart / 4, "warm-up");
-    await measureFixedLoad(trial);
-    await searchKnee(trial, hint);
+    if (CPU_AT !== undefined) await measureCpuAt(trial, CPU_AT);
+    else {
+      await measureFixedLoad(trial);
+      await searchKnee(trial, hint);
+    }
     return run;
   } catch (error) {
     run.error = (error as Error).message;
@@ -309,6 +313,19 @@ async function measureFixedLoad(trial: Trial) {
     run.fixed.push(s);
     if (!s.pass) await recover(trial, s);
   }
+}
+
+/** `--cpu-at`: steps at one load in place of the ladder, each with its CPU per delivery. */
+async function measureCpuAt(trial: Trial, at: NonNullable<typeof CPU_AT>) {
+  const costs: number[] = [];
+  for (let i = 0; i < at.steps; i++) {
+    const s = await measureStep(trial, at.deliveriesPerSec);
+    trial.run.fixed.push(s);
+    costs.push(cpuPerThousand(s));
+    progress(`    CPU per 1,000 deliveries: ${cpuPerThousand(s).toFixed(3)} ms`);
+    if (!s.pass) await recover(trial, s);
+  }
+  progress(`    median CPU per 1,000 deliveries: ${median(costs).toFixed(3)} ms`);
 }
 
 /** Server CPU time per 1,000 deliveries in a step, in milliseconds. */

@@ -80,6 +80,15 @@ export const FIXED_LOAD = {
   steps: QUICK ? 1 : 2,
 };
 
+/**
+ * `--cpu-at RATE`: instead of the ladder, `CPU_AT.steps` steps at RATE
+ * deliveries/s, each printing the server's CPU per 1,000 deliveries. A
+ * comparison of two builds at one load, which wobbles far less than knees.
+ */
+export const CPU_AT = valueOf("--cpu-at") === undefined
+  ? undefined
+  : { deliveriesPerSec: Number(valueOf("--cpu-at")), steps: QUICK ? 2 : 5 };
+
 /** The servers of the history-store comparison: each runtime with SQLite (the default) and memory. */
 export const STORE_TARGETS = [
   "hubbub-deno",
