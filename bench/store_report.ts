@@ -180,7 +180,7 @@ const NOTES = [
   "- **SQLite** is hubbub's default store (`--data-dir`; here a fresh temporary directory on the",
   "  same ext4 disk for each server started, removed after); **memory** is the same server with",
   "  `--data-dir none`. Both store, number and trim every message; SQLite writes what each read",
-  "  of the sockets brought in one transaction before it is delivered.",
+  "  of the sockets brought (under load, 2 ms of reads) in one transaction before it is delivered.",
   "- Knees, ≥ and ≈ as in the fan-out tables: a ratio of two generator-bound knees (≈) cannot show",
   "  a cost on the server, so the table also gives the server's CPU at one offered rate that both",
   "  runs kept up with (the highest at which neither core was over 90%; ladders start at the same",
