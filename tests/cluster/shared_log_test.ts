@@ -24,7 +24,7 @@ import { createManualClock } from "../../lib/core/clock.ts";
 import type { SharedLog, SharedMessage, StoredMessage } from "../../lib/store/store.ts";
 import { withTimeout } from "../_helpers.ts";
 import { startRedis, type TestRedis } from "../e2e/_redis.ts";
-import { cuttable, kvDir } from "./_kv.ts";
+import { cuttable, kvDir, queue } from "./_kv.ts";
 
 /** The contract's history keeps this many messages per channel. */
 const MAX = 5;
@@ -66,27 +66,6 @@ const stored = (sent: SharedMessage, channel: string, seq: number): StoredMessag
   seq,
 });
 
-/** Strings in arrival order, awaited one at a time. */
-function inbox() {
-  const items: string[] = [];
-  const waiting: ((item: string) => void)[] = [];
-  return {
-    push(item: string) {
-      const waiter = waiting.shift();
-      if (waiter === undefined) items.push(item);
-      else waiter(item);
-    },
-    next(what = "a publication"): Promise<string> {
-      const item = items.shift();
-      if (item !== undefined) return Promise.resolve(item);
-      return withTimeout(new Promise((resolve) => waiting.push(resolve)), what);
-    },
-    get size() {
-      return items.length;
-    },
-  };
-}
-
 /** One implementation under test: two logs on separate connections to one history. */
 interface Subject extends AsyncDisposable {
   readonly a: SharedLog;
@@ -101,7 +80,7 @@ interface Subject extends AsyncDisposable {
 
 /** An engine listener that keeps the payloads it receives. */
 function listening(engine: Engine) {
-  const payloads = inbox();
+  const payloads = queue<string>();
   let up!: () => void;
   const connected = new Promise<void>((resolve) => up = resolve);
   const listener: EngineListener = { message: payloads.push, up: () => up(), down() {} };
@@ -125,7 +104,7 @@ function memorySubject(cluster: MemoryCluster = createMemoryCluster({
   return {
     a,
     b,
-    next: async () => decoded(await watcher.payloads.next()),
+    next: async () => decoded(await watcher.payloads.next("a publication")),
     cut() {
       cluster.cut();
       return Promise.resolve();
@@ -178,7 +157,7 @@ async function redisSubject(): Promise<Subject & { redis: TestRedis; connections
   const connections = await Promise.all([connect(redis), connect(redis), connect(redis)]);
   const [first, second, subscriber] = connections;
   const options = { prefix: PREFIX, busChannel: BUS, maxPerChannel: MAX, ttlMs: TTL_MS };
-  const payloads = inbox();
+  const payloads = queue<string>();
   subscriber.on("message", (channel: string, payload: string) => {
     if (channel === BUS) payloads.push(payload);
   });
@@ -195,7 +174,7 @@ async function redisSubject(): Promise<Subject & { redis: TestRedis; connections
     connections,
     a: createRedisLog(first, options),
     b: createRedisLog(second, options),
-    next: async () => decoded(await payloads.next()),
+    next: async () => decoded(await payloads.next("a publication")),
     cut,
     async restart() {
       if (connections[0].status === "ready") await cut();
@@ -600,7 +579,9 @@ Deno.test("shared log (memory): each append reaches every connected engine once,
   const appended = await engines[0].log!.append("node-a", "c", [sent]);
   assert.ok(appended.ok);
   const expected = { n: "node-a", m: [{ t: "pub", c: "c", f: stored(sent, "c", 1) }] };
-  for (const node of [a, b, c]) assert.deepEqual(decoded(await node.payloads.next()), expected);
+  for (const node of [a, b, c]) {
+    assert.deepEqual(decoded(await node.payloads.next("a publication")), expected);
+  }
 
   // A cut engine neither reads nor hears; the others go on, and it finds the history on return.
   cluster.cut();
@@ -610,14 +591,16 @@ Deno.test("shared log (memory): each append reaches every connected engine once,
   const later = message("c", "bob", "later");
   assert.ok((await engines[1].log!.append("node-b", "c", [later])).ok);
   const second = { n: "node-b", m: [{ t: "pub", c: "c", f: stored(later, "c", 2) }] };
-  for (const node of [b, c]) assert.deepEqual(decoded(await node.payloads.next()), second);
+  for (const node of [b, c]) {
+    assert.deepEqual(decoded(await node.payloads.next("a publication")), second);
+  }
   cluster.reconnect(engines[0]);
   assert.deepEqual(seqs(await engines[0].log!.latest("c", 10)), [1, 2]);
   assert.equal(a.payloads.size, 0);
   const last = message("c", "cy", "last");
   assert.ok((await engines[2].log!.append("node-c", "c", [last])).ok);
   // The first payload engine a hears after its return is the one sent after it.
-  const heard = decoded(await a.payloads.next()).m[0];
+  const heard = decoded(await a.payloads.next("a publication")).m[0];
   assert.equal(heard.t === "pub" && heard.f.id, last.id);
 
   // A stopped engine's log is out of reach.
@@ -706,7 +689,7 @@ Deno.test("shared log (Redis): the Redis engine carries the log, and hears its o
       assert.ok((await log.append("node-a", "c", [message("c", "ann", `m${i}`)])).ok);
     }
     const heard = [];
-    for (let i = 0; i < 3; i++) heard.push(decoded(await node.payloads.next()));
+    for (let i = 0; i < 3; i++) heard.push(decoded(await node.payloads.next("a publication")));
     assert.deepEqual(heard.map((p) => [p.n, p.m[0].t === "pub" && p.m[0].f.seq]), [
       ["node-a", 1],
       ["node-a", 2],
@@ -731,8 +714,8 @@ async function kvSubject(): Promise<Subject> {
     createKvEngine({ kv, prefix: PREFIX, history: { maxPerChannel: MAX, ttlMs: TTL_MS } })
   );
   const nodes = engines.map((engine) => {
-    const payloads = inbox();
-    const ups = inbox();
+    const payloads = queue<string>();
+    const ups = queue<string>();
     engine.start({ message: payloads.push, up: () => ups.push("up"), down() {} });
     return { payloads, ups };
   });
@@ -750,7 +733,7 @@ async function kvSubject(): Promise<Subject> {
   return {
     a: engines[0].log!,
     b: engines[1].log!,
-    next: async () => decoded(await nodes[2].payloads.next()),
+    next: async () => decoded(await nodes[2].payloads.next("a publication")),
     cut: cutOff,
     async restart() {
       if (!cut) await cutOff();
