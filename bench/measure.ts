@@ -304,27 +304,29 @@ async function measureIdle(session: Session, sc: Scenario, run: Run) {
   );
 }
 
-/** The steps at `FIXED_LOAD`, for the targets and the scenario it names. */
-async function measureFixedLoad(trial: Trial) {
-  const { target, sc, run } = trial;
-  if (sc.id !== FIXED_LOAD.scenario || !FIXED_LOAD.targets.includes(target.id)) return;
-  for (let i = 0; i < FIXED_LOAD.steps; i++) {
-    const s = await measureStep(trial, FIXED_LOAD.deliveriesPerSec);
-    run.fixed.push(s);
+/** `count` steps at one offered load, kept in `run.fixed` (for CPU per delivery); returns them. */
+async function stepsAt(trial: Trial, deliveriesPerSec: number, count: number) {
+  const steps: StepResult[] = [];
+  for (let i = 0; i < count; i++) {
+    const s = await measureStep(trial, deliveriesPerSec);
+    trial.run.fixed.push(s);
+    steps.push(s);
     if (!s.pass) await recover(trial, s);
   }
+  return steps;
 }
 
-/** `--cpu-at`: steps at one load in place of the ladder, each with its CPU per delivery. */
+/** The steps at `FIXED_LOAD`, for the targets and the scenario it names. */
+async function measureFixedLoad(trial: Trial) {
+  const { target, sc } = trial;
+  if (sc.id !== FIXED_LOAD.scenario || !FIXED_LOAD.targets.includes(target.id)) return;
+  await stepsAt(trial, FIXED_LOAD.deliveriesPerSec, FIXED_LOAD.steps);
+}
+
+/** `--cpu-at`: steps at one load in place of the ladder, with their CPU per delivery. */
 async function measureCpuAt(trial: Trial, at: NonNullable<typeof CPU_AT>) {
-  const costs: number[] = [];
-  for (let i = 0; i < at.steps; i++) {
-    const s = await measureStep(trial, at.deliveriesPerSec);
-    trial.run.fixed.push(s);
-    costs.push(cpuPerThousand(s));
-    progress(`    CPU per 1,000 deliveries: ${cpuPerThousand(s).toFixed(3)} ms`);
-    if (!s.pass) await recover(trial, s);
-  }
+  const costs = (await stepsAt(trial, at.deliveriesPerSec, at.steps)).map(cpuPerThousand);
+  progress(`    CPU per 1,000 deliveries: ${costs.map((cost) => cost.toFixed(3)).join(", ")} ms`);
   progress(`    median CPU per 1,000 deliveries: ${median(costs).toFixed(3)} ms`);
 }
 
