@@ -21,6 +21,7 @@ import {
 import { coreBusy, cpuBetween, type Sample, sample, socketQueues } from "./proc.ts";
 import type { Scenario } from "./scenarios.ts";
 import { type Server, startServer, stopServer, type Target } from "./servers.ts";
+import { inTurn, type Turns } from "./turns.ts";
 
 /** What one server did in one scenario. */
 export interface Run {
@@ -52,12 +53,15 @@ interface Session {
   server: Server;
   gen: Generator;
   ready: Ready;
+  /** Ends its progress lines: which server, when servers take turns and their lines interleave. */
+  tag: string;
 }
 
 async function openSession(
   target: Target,
   sc: Scenario,
   run: Run,
+  tagged: boolean,
 ): Promise<Session> {
   const server = await startServer(target);
   await sleep(500);
@@ -85,7 +89,7 @@ async function openSession(
       );
     }
     run.baseRssKiB ??= base.rssKiB;
-    return { server, gen, ready };
+    return { server, gen, ready, tag: tagged ? ` [${target.id}]` : "" };
   } catch (error) {
     await gen.quit();
     await stopServer(server);
@@ -181,12 +185,17 @@ async function step(
     : "";
   result.pass = result.why === "";
   result.genBound = genVerdict(result, rate);
-  progressStep(result, deliveriesPerSec, label);
+  progressStep(result, deliveriesPerSec, label, session.tag);
   return result;
 }
 
 /** The progress line of one step. */
-function progressStep(result: StepResult, deliveriesPerSec: number, label: string) {
+function progressStep(
+  result: StepResult,
+  deliveriesPerSec: number,
+  label: string,
+  tag: string,
+) {
   progress(
     `    ${fmtRate(deliveriesPerSec).padStart(6)}/s offered: ${
       fmtRate(result.deliveredPerSec).padStart(6)
@@ -208,7 +217,7 @@ function progressStep(result: StepResult, deliveriesPerSec: number, label: strin
         : ` [server-bound: ${pct(result.genShare)} of the due unread by us]`
     }${label ? ` (${label})` : ""}${
       disturbed(result) ? ` {other processes took ${pct(result.foreign)} of a core}` : ""
-    }`,
+    }${tag}`,
   );
 }
 
@@ -239,13 +248,22 @@ interface Trial {
   sc: Scenario;
   run: Run;
   session: Session;
+  /** Shared with the servers this one takes turns with: each step, storm and drain is a turn. */
+  turns?: Turns;
 }
 
-/** Runs one server through one scenario; a failure is kept in the run, not thrown. */
+/**
+ * Runs one server through one scenario; a failure is kept in the run, not
+ * thrown. With `turns`, it takes turns with the other servers given the same
+ * `turns`: whatever loads the machine (the connect storm, the idle figure,
+ * each step and the drain after it, the close) waits for its turn, and the
+ * server idles, its clients connected, while another's step runs.
+ */
 export async function runScenario(
   target: Target,
   sc: Scenario,
   hint?: number,
+  turns?: Turns,
 ): Promise<Run> {
   const run: Run = {
     target,
@@ -256,19 +274,22 @@ export async function runScenario(
     restarts: 0,
   };
   progress(`  ${sc.id}`);
-  const trial: Trial = { target, sc, run, session: await openSession(target, sc, run) };
+  const session = await inTurn(turns, () => openSession(target, sc, run, turns !== undefined));
+  const trial: Trial = { target, sc, run, session, turns };
   try {
     const ready = trial.session.ready;
     progress(
       `    ${sc.clients} clients ready in ${fmtMs((ready.allReadyMs ?? NaN) * 1000)} (all open in ${
         fmtMs((ready.allOpenMs ?? NaN) * 1000)
-      })`,
+      })${session.tag}`,
     );
-    if (sc.idle) await measureIdle(trial.session, sc, run);
+    if (sc.idle) await inTurn(turns, () => measureIdle(trial.session, sc, run));
     if (!sc.traffic) return run;
     // Warm up (JIT, and the garbage of the join storm) with a step that is not recorded.
-    await sleep(500);
-    await step(trial.session, sc, sc.ladderStart / 4, "warm-up");
+    await inTurn(turns, async () => {
+      await sleep(500);
+      await step(trial.session, sc, sc.ladderStart / 4, "warm-up");
+    });
     if (CPU_AT !== undefined) await measureCpuAt(trial, CPU_AT);
     else {
       await measureFixedLoad(trial);
@@ -277,10 +298,10 @@ export async function runScenario(
     return run;
   } catch (error) {
     run.error = (error as Error).message;
-    progress(`    error: ${run.error}`);
+    progress(`    error: ${run.error}${trial.session.tag}`);
     return run;
   } finally {
-    await closeSession(trial.session);
+    await inTurn(turns, () => closeSession(trial.session));
   }
 }
 
@@ -300,7 +321,7 @@ async function measureIdle(session: Session, sc: Scenario, run: Run) {
   progress(
     `    idle: ${fmtKiB((run.idleRssKiB - run.baseRssKiB!) / sc.clients)}/connection, CPU ${
       pct(run.idleCpu)
-    }`,
+    }${session.tag}`,
   );
 }
 
@@ -326,8 +347,11 @@ async function measureFixedLoad(trial: Trial) {
 /** `--cpu-at`: steps at one load in place of the ladder, with their CPU per delivery. */
 async function measureCpuAt(trial: Trial, at: NonNullable<typeof CPU_AT>) {
   const costs = (await stepsAt(trial, at.deliveriesPerSec, at.steps)).map(cpuPerThousand);
-  progress(`    CPU per 1,000 deliveries: ${costs.map((cost) => cost.toFixed(3)).join(", ")} ms`);
-  progress(`    median CPU per 1,000 deliveries: ${median(costs).toFixed(3)} ms`);
+  const { tag } = trial.session;
+  progress(
+    `    CPU per 1,000 deliveries: ${costs.map((cost) => cost.toFixed(3)).join(", ")} ms${tag}`,
+  );
+  progress(`    median CPU per 1,000 deliveries: ${median(costs).toFixed(3)} ms${tag}`);
 }
 
 /** Server CPU time per 1,000 deliveries in a step, in milliseconds. */
@@ -335,7 +359,11 @@ export const cpuPerThousand = (s: StepResult) =>
   s.serverCpu / Math.max(1, s.deliveredPerSec) * 1000 * 1000;
 
 /** After a failed step: let the backlog drain, or start over if it cannot. */
-async function recover(trial: Trial, failed: StepResult) {
+function recover(trial: Trial, failed: StepResult): Promise<void> {
+  return inTurn(trial.turns, () => drainOrRestart(trial, failed));
+}
+
+async function drainOrRestart(trial: Trial, failed: StepResult) {
   const { target, sc, run } = trial;
   await trial.session.gen.command({ cmd: "settle", quietMs: 300, maxMs: 5000 });
   const settled = await trial.session.gen.event<
@@ -348,10 +376,10 @@ async function recover(trial: Trial, failed: StepResult) {
     failed.closed > 0 || settled.ready < sc.clients || settled.missing > 0
   ) {
     progress(
-      `    (restarting: ${settled.ready} clients left, ${settled.missing} missing)`,
+      `    (restarting: ${settled.ready} clients left, ${settled.missing} missing)${trial.session.tag}`,
     );
     await closeSession(trial.session);
-    trial.session = await openSession(target, sc, run);
+    trial.session = await openSession(target, sc, run, trial.turns !== undefined);
     run.restarts++;
   }
 }
@@ -359,7 +387,7 @@ async function recover(trial: Trial, failed: StepResult) {
 /** A step, repeated when other processes disturbed it. */
 async function measureStep(trial: Trial, deliveriesPerSec: number): Promise<StepResult> {
   for (let attempt = 0;; attempt++) {
-    const s = await step(trial.session, trial.sc, deliveriesPerSec);
+    const s = await inTurn(trial.turns, () => step(trial.session, trial.sc, deliveriesPerSec));
     if (!disturbed(s) || attempt === 2) return s;
     if (!s.pass) await recover(trial, s);
     progress("    (repeating the step: the machine is busy with something else)");

@@ -29,6 +29,12 @@ export const HISTORY = has("--history");
 export const WRITE = has("--write") || (!QUICK && !has("--no-write"));
 /** `--targets a,b`: only these servers. */
 export const ONLY_TARGETS = valueOf("--targets")?.split(",");
+/**
+ * `--against DIR`: one more target, `hubbub-deno-against`, hubbub on Deno
+ * from another checkout (a git worktree of another commit), to compare two
+ * builds; with `--paired`, their steps take turns.
+ */
+export const AGAINST = valueOf("--against")?.replace(/\/+$/, "");
 /** `--scenarios a,b`: only these scenarios. */
 export const ONLY_SCENARIOS = valueOf("--scenarios")?.split(",");
 
@@ -96,6 +102,22 @@ export const STORE_TARGETS = [
   "hubbub-bun",
   "hubbub-bun-memory",
 ];
+
+/**
+ * Issue 17's small-rooms goal compares hubbub on Deno with the naive Deno
+ * loop, and knees run minutes apart differ by a quarter here: in this
+ * scenario those two take turns step by step (bench/turns.ts), so that a
+ * slow minute lands on both. `--paired`: every scenario's servers do.
+ */
+export const PAIRED = {
+  scenario: "small-rooms-10k",
+  targets: ["hubbub-deno", "ref-deno"],
+  all: has("--paired"),
+};
+
+/** Whether `target` takes turns step by step with the other such servers in `scenario`. */
+export const takesTurns = (scenario: string, target: string) =>
+  PAIRED.all || (scenario === PAIRED.scenario && PAIRED.targets.includes(target));
 
 /** How many times `target` goes through the fan-out scenario `scenario` in this run. */
 export function repeatsOf(scenario: string, target: string): number {

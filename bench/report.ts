@@ -13,6 +13,7 @@ import {
   FOREIGN,
   KEPT_UP,
   MAX_P99_MS,
+  PAIRED,
   QUICK,
   REF_PAD,
   REPEATS,
@@ -86,7 +87,17 @@ export function report(
   out.push(...idleAndStorm(targets, results));
   out.push(...sections);
   out.push(
-    ...NOTES.map((line) => line.replaceAll("$REF_PAD", String(REF_PAD))),
+    ...NOTES.map((line) =>
+      line.replaceAll("$REF_PAD", String(REF_PAD))
+        .replaceAll("$PAIRED_SCENARIO", PAIRED.all ? "every scenario" : PAIRED.scenario)
+        .replaceAll(
+          "$PAIRED_TARGETS",
+          PAIRED.all
+            ? "the servers"
+            : PAIRED.targets.map((id) => targets.find((t) => t.id === id)?.label ?? id)
+              .join(" and "),
+        )
+    ),
   );
   out.push(...everyStep(targets, results));
   return out.join("\n") + "\n";
@@ -415,4 +426,8 @@ const NOTES = [
   "  rather than figures across runs. The full run repeats the one-room-1k scenario three times",
   "  for hubbub on Bun and Bun publish (whose ratio is a goal) and reports the median run;",
   "  everything else is one run.",
+  "- In $PAIRED_SCENARIO, $PAIRED_TARGETS **take turns step by step**: both are connected at once",
+  "  and their ladders interleave (one's step, then the other's; the one waiting sits idle with its",
+  "  clients connected), so a slow minute of this box lands on both and their ratio is fair (issue",
+  "  17's small-rooms goal). `--paired` makes every scenario's servers take turns.",
 ];

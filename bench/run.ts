@@ -35,12 +35,13 @@ import type { Results } from "./figures.ts";
 import { progress } from "./format.ts";
 import { type JoinRun, runJoins } from "./joins.ts";
 import { offered, type Run, runScenario } from "./measure.ts";
-import { BENCH, HISTORY, repeatsOf, WRITE } from "./options.ts";
+import { BENCH, HISTORY, repeatsOf, takesTurns, WRITE } from "./options.ts";
 import { output } from "./processes.ts";
 import { loadAverage, machine, report } from "./report.ts";
 import { chosenScenario, JOINS, SCENARIOS } from "./scenarios.ts";
 import { prepareTargets, stopAll, type Target } from "./servers.ts";
 import { BEGIN, END, storeSection } from "./store_report.ts";
+import { Turns } from "./turns.ts";
 
 const started = performance.now();
 // Interrupted: no server (nor its temporary data directory) outlives the run.
@@ -70,11 +71,22 @@ for (const sc of SCENARIOS.filter((s) => chosenScenario(s.id))) {
   // Repeated runs take turns (A, B, A, B…), so that a busy minute on the machine hits both.
   const rounds = Math.max(0, ...chosen.map((t) => repeatsOf(sc.id, t.id)));
   for (let i = 0; i < rounds; i++) {
-    for (const t of chosen.filter((t) => i < repeatsOf(sc.id, t.id))) {
+    const round = chosen.filter((t) => i < repeatsOf(sc.id, t.id));
+    const label = (t: Target) => {
       const repeats = repeatsOf(sc.id, t.id);
-      progress(`  ${t.label}${repeats > 1 ? ` (run ${i + 1} of ${repeats})` : ""}`);
+      return `${t.label}${repeats > 1 ? ` (run ${i + 1} of ${repeats})` : ""}`;
+    };
+    for (const t of round.filter((t) => !takesTurns(sc.id, t.id))) {
+      progress(`  ${label(t)}`);
       done.get(t.id)!.push(await runScenario(t, sc, hints.get(t.id)));
     }
+    // The rest run at once, taking turns step by step (their progress lines interleave).
+    const pair = round.filter((t) => takesTurns(sc.id, t.id));
+    if (pair.length === 0) continue;
+    progress(`  taking turns step by step: ${pair.map(label).join(" | ")}`);
+    const turns = pair.length > 1 ? new Turns() : undefined;
+    const runs = await Promise.all(pair.map((t) => runScenario(t, sc, hints.get(t.id), turns)));
+    pair.forEach((t, at) => done.get(t.id)!.push(runs[at]));
   }
   for (const t of chosen) {
     // The median knee (failed runs sort first); all of them are listed in the report.

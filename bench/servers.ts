@@ -10,7 +10,7 @@
  * @module
  */
 import { progress } from "./format.ts";
-import { BENCH, HISTORY, ONLY_TARGETS, QUICK, ROOT, STORE_TARGETS } from "./options.ts";
+import { AGAINST, BENCH, HISTORY, ONLY_TARGETS, QUICK, ROOT, STORE_TARGETS } from "./options.ts";
 import { STORE_SCENARIOS } from "./scenarios.ts";
 import { Lines, output, pinned } from "./processes.ts";
 
@@ -226,15 +226,23 @@ export async function prepareTargets(): Promise<Target[]> {
   const bun = await findBun();
   const noBun = bun ? undefined : `no Bun: set BUN=path, put bun on the PATH, or let ` +
     `\`npx -y bun@${BUN_VERSION}\` fetch it`;
-  const onDeno = (store: "sqlite" | "memory") => [
+  // `checkout`: another hubbub's directory (`--against`), its own config with it.
+  const onDeno = (store: "sqlite" | "memory", checkout = "") => [
     ...[deno, "run", "--allow-net", "--allow-env"],
+    ...(checkout ? ["--config", `${checkout}/deno.json`] : []),
     // HUBBUB_CPU_PROF=dir: a V8 CPU profile of each hubbub on Deno, written when it stops.
     ...(CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${CPU_PROF}`] : []),
     // HUBBUB_DENO_FLAGS: more flags for hubbub on Deno (e.g. --v8-flags=--perf-basic-prof for perf).
-    ...(Deno.env.get("HUBBUB_DENO_FLAGS")?.split(" ").filter(Boolean) ?? []),
+    // HUBBUB_AGAINST_FLAGS: the same for the `--against` target instead, to compare flags.
+    ...(Deno.env.get(checkout ? "HUBBUB_AGAINST_FLAGS" : "HUBBUB_DENO_FLAGS")?.split(" ")
+      .filter(Boolean) ?? []),
     // SQLite needs to read and write its directory, and nothing else.
     ...(store === "sqlite" ? [`--allow-read=${DATA_DIR}`, `--allow-write=${DATA_DIR}`] : []),
-    ...["main.ts", ...HUBBUB_FLAGS, "--data-dir", store === "sqlite" ? DATA_DIR : "none"],
+    ...[
+      checkout ? `${checkout}/main.ts` : "main.ts",
+      ...HUBBUB_FLAGS,
+      ...["--data-dir", store === "sqlite" ? DATA_DIR : "none"],
+    ],
   ];
   const onBun = (store: "sqlite" | "memory") => [
     bun ?? "bun",
@@ -251,6 +259,15 @@ export async function prepareTargets(): Promise<Target[]> {
       store: "sqlite",
       command: onDeno("sqlite"),
     },
+    ...(AGAINST === undefined ? [] : [{
+      // `--against DIR`: another checkout's hubbub, to compare two builds (with `--paired`).
+      id: "hubbub-deno-against",
+      label: `hubbub on Deno from ${AGAINST}`,
+      protocol: "native" as const,
+      path: "/ws",
+      store: "sqlite" as const,
+      command: onDeno("sqlite", AGAINST),
+    }]),
     {
       // The same server with history in memory: what storing on disk costs.
       id: "hubbub-deno-memory",
