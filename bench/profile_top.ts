@@ -6,6 +6,7 @@
  * bench/PROFILE.md.
  *
  * Usage: deno run --allow-read bench/profile_top.ts FILE.cpuprofile [--top 30] [--callers NAME]
+ *          [--timeline] [--window FROM,TO]
  *
  * @module
  */
@@ -34,11 +35,31 @@ const TOP = topAt >= 0 ? Number(Deno.args[topAt + 1]) : 30;
 
 const profile: Profile = JSON.parse(await Deno.readTextFile(file));
 const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+// `--window FROM,TO`: only the samples between these seconds after the profile began (e.g. the
+// steps at one load, without the connect storm and the closes); `--timeline` prints each second's
+// share of samples not idle, to find that window.
+const windowAt = Deno.args.indexOf("--window");
+const [from, to] = windowAt >= 0
+  ? Deno.args[windowAt + 1].split(",").map((s) => Number(s) * 1e6)
+  : [0, Infinity];
+const idleIds = new Set(
+  profile.nodes.filter((n) => n.callFrame.functionName === "(idle)").map((n) => n.id),
+);
+const busyBySecond: number[] = [];
 const selfUs = new Map<number, number>();
+let at = 0;
 for (let i = 0; i < profile.samples.length; i++) {
+  at += profile.timeDeltas[i] ?? 0;
   // A sample's time is the delta to the next one.
   const dt = profile.timeDeltas[i + 1] ?? 0;
+  const second = Math.floor(at / 1e6);
+  if (!idleIds.has(profile.samples[i])) busyBySecond[second] = (busyBySecond[second] ?? 0) + dt;
+  if (at < from || at >= to) continue;
   selfUs.set(profile.samples[i], (selfUs.get(profile.samples[i]) ?? 0) + dt);
+}
+if (Deno.args.includes("--timeline")) {
+  const shares = Array.from(busyBySecond, (us) => `${Math.round((us ?? 0) / 1e4)}`);
+  console.log(`JS and ops, % of each second: ${shares.join(" ")}\n`);
 }
 
 /** Where a function lives. */
