@@ -154,7 +154,9 @@ function bindSocket(app: App, socket: WebSocket, upgrade: Upgrade): void {
   };
   const adapted: Socket = {
     send(text) {
-      if (socket.readyState !== WebSocket.OPEN || closing !== undefined) return;
+      // The hub writes only to an open socket (it learns of it in onopen and forgets it on
+      // close), so no readyState read per frame: a socket the peer closed in between throws.
+      if (closing !== undefined) return;
       try {
         socket.send(text);
       } catch {
