@@ -288,7 +288,8 @@ export async function runScenario(
     // Warm up (JIT, and the garbage of the join storm) with a step that is not recorded.
     await inTurn(turns, async () => {
       await sleep(500);
-      await step(trial.session, sc, sc.ladderStart / 4, "warm-up");
+      const warmUp = await step(trial.session, sc, sc.ladderStart / 4, "warm-up");
+      if (!warmUp.pass) await drainOrRestart(trial, warmUp);
     });
     if (CPU_AT !== undefined) await measureCpuAt(trial, CPU_AT);
     else {
@@ -332,7 +333,6 @@ async function stepsAt(trial: Trial, deliveriesPerSec: number, count: number) {
     const s = await measureStep(trial, deliveriesPerSec);
     trial.run.fixed.push(s);
     steps.push(s);
-    if (!s.pass) await recover(trial, s);
   }
   return steps;
 }
@@ -358,11 +358,7 @@ async function measureCpuAt(trial: Trial, at: NonNullable<typeof CPU_AT>) {
 export const cpuPerThousand = (s: StepResult) =>
   s.serverCpu / Math.max(1, s.deliveredPerSec) * 1000 * 1000;
 
-/** After a failed step: let the backlog drain, or start over if it cannot. */
-function recover(trial: Trial, failed: StepResult): Promise<void> {
-  return inTurn(trial.turns, () => drainOrRestart(trial, failed));
-}
-
+/** After a failed step (in its turn): let the backlog drain, or start over if it cannot. */
 async function drainOrRestart(trial: Trial, failed: StepResult) {
   const { target, sc, run } = trial;
   await trial.session.gen.command({ cmd: "settle", quietMs: 300, maxMs: 5000 });
@@ -384,12 +380,19 @@ async function drainOrRestart(trial: Trial, failed: StepResult) {
   }
 }
 
-/** A step, repeated when other processes disturbed it. */
+/**
+ * A step, repeated when other processes disturbed it. A failed step's backlog is drained (or the
+ * server restarted) in the same turn: a server taking turns must not still be sending it while
+ * the next server's step runs.
+ */
 async function measureStep(trial: Trial, deliveriesPerSec: number): Promise<StepResult> {
   for (let attempt = 0;; attempt++) {
-    const s = await inTurn(trial.turns, () => step(trial.session, trial.sc, deliveriesPerSec));
+    const s = await inTurn(trial.turns, async () => {
+      const result = await step(trial.session, trial.sc, deliveriesPerSec);
+      if (!result.pass) await drainOrRestart(trial, result);
+      return result;
+    });
     if (!disturbed(s) || attempt === 2) return s;
-    if (!s.pass) await recover(trial, s);
     progress("    (repeating the step: the machine is busy with something else)");
     await sleep(3000);
   }
@@ -405,10 +408,7 @@ async function searchKnee(trial: Trial, hint: number | undefined) {
     const s = await measureStep(trial, mid);
     run.steps.push(s);
     if (s.pass) lo = s;
-    else {
-      hi = s;
-      await recover(trial, s);
-    }
+    else hi = s;
   }
   run.knee = lo;
   run.above = hi;
@@ -422,7 +422,6 @@ async function searchKnee(trial: Trial, hint: number | undefined) {
   for (let i = 0; i < STEP.latencyRepeats; i++) {
     const s = await measureStep(trial, offered(lo, sc) * 0.8);
     run.latency.push(s);
-    if (!s.pass) await recover(trial, s);
   }
 }
 
@@ -449,7 +448,6 @@ async function climb(
       rate *= 2;
       continue;
     }
-    await recover(trial, s);
     if (lo === undefined && hint !== undefined && rate > sc.ladderStart) {
       rate = Math.max(sc.ladderStart, rate / 4); // the hint was too high
       continue;
