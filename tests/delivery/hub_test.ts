@@ -59,6 +59,11 @@ function assertBurst(sent: string[], total: number) {
   assert.deepEqual(refs, Array.from({ length: total }, (_, i) => i), "in order");
 }
 
+/** Numbers in [0, 1) from a seed, the same every run, so that a failure can be replayed. */
+function seededRandom(seed: number): () => number {
+  return () => (seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31;
+}
+
 function hubWith(onSlowConsumer: (id: number) => void = () => {}, maxBufferedBytes = 1000) {
   return createHub({
     maxBufferedBytes,
@@ -241,9 +246,7 @@ Deno.test("hub: a burst to a held socket waits in bounded pieces and goes out in
 });
 
 Deno.test("hub: sockets held and released at random get every frame, in order, without piling up timers", async () => {
-  // A seeded generator, so a failure can be replayed.
-  let seed = 42;
-  const random = () => (seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31;
+  const random = seededRandom(42);
   const hub = hubWith(() => {}, Number.MAX_SAFE_INTEGER);
   const received: number[][] = [];
   const sockets = Array.from({ length: 30 }, (_, i) => {
@@ -290,10 +293,9 @@ Deno.test("hub: sockets held and released at random get every frame, in order, w
 });
 
 Deno.test("hub: members with different frames queued before share nothing they should not: each gets its own sequence", async () => {
-  // Seeded, so a failure can be replayed. Members of one publication mostly share what they were
-  // queued before (the hub then finds their batch without a lookup); here they often do not.
-  let seed = 7;
-  const random = () => (seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31;
+  // Members of one publication mostly share what they were queued before (the hub then finds
+  // their batch without a lookup); here they often do not.
+  const random = seededRandom(7);
   const hub = hubWith(() => {}, Number.MAX_SAFE_INTEGER);
   const sockets = Array.from({ length: 12 }, () => fakeSocket());
   sockets.forEach((s, i) => hub.add(i + 1, s.socket, "native"));
