@@ -288,8 +288,7 @@ export async function runScenario(
     // Warm up (JIT, and the garbage of the join storm) with a step that is not recorded.
     await inTurn(turns, async () => {
       await sleep(500);
-      const warmUp = await step(trial.session, sc, sc.ladderStart / 4, "warm-up");
-      if (!warmUp.pass) await drainOrRestart(trial, warmUp);
+      await stepAndDrain(trial, sc.ladderStart / 4, "warm-up");
     });
     if (CPU_AT !== undefined) await measureCpuAt(trial, CPU_AT);
     else {
@@ -358,6 +357,13 @@ async function measureCpuAt(trial: Trial, at: NonNullable<typeof CPU_AT>) {
 export const cpuPerThousand = (s: StepResult) =>
   s.serverCpu / Math.max(1, s.deliveredPerSec) * 1000 * 1000;
 
+/** A step, and when it failed, the drain of its backlog (both in one turn when taking turns). */
+async function stepAndDrain(trial: Trial, deliveriesPerSec: number, label = "") {
+  const result = await step(trial.session, trial.sc, deliveriesPerSec, label);
+  if (!result.pass) await drainOrRestart(trial, result);
+  return result;
+}
+
 /** After a failed step (in its turn): let the backlog drain, or start over if it cannot. */
 async function drainOrRestart(trial: Trial, failed: StepResult) {
   const { target, sc, run } = trial;
@@ -387,11 +393,7 @@ async function drainOrRestart(trial: Trial, failed: StepResult) {
  */
 async function measureStep(trial: Trial, deliveriesPerSec: number): Promise<StepResult> {
   for (let attempt = 0;; attempt++) {
-    const s = await inTurn(trial.turns, async () => {
-      const result = await step(trial.session, trial.sc, deliveriesPerSec);
-      if (!result.pass) await drainOrRestart(trial, result);
-      return result;
-    });
+    const s = await inTurn(trial.turns, () => stepAndDrain(trial, deliveriesPerSec));
     if (!disturbed(s) || attempt === 2) return s;
     progress("    (repeating the step: the machine is busy with something else)");
     await sleep(3000);
