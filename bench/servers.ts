@@ -22,6 +22,20 @@ const HUBBUB_FLAGS = [
   ...["--login-timeout", "600", "--port", "0", "--hostname", "127.0.0.1"],
 ];
 
+/**
+ * The `--v8-flags=…` of `deno task start` in the deno.json text `config`:
+ * hubbub on Deno runs in the benchmark with the V8 flags its users run it
+ * with (deno.json's tasks and the Dockerfile carry the same ones, which
+ * tests/deno_flags_test.ts checks).
+ */
+export function startTaskV8Flags(config: string): string[] {
+  return v8FlagsIn(JSON.parse(config).tasks?.start ?? "");
+}
+
+/** The `--v8-flags=…` arguments of a shell command line. */
+export const v8FlagsIn = (command: string): string[] =>
+  command.split(/\s+/).filter((arg) => arg.startsWith("--v8-flags="));
+
 /** Stands for the server's data directory in a target's command. */
 const DATA_DIR = "{data-dir}";
 
@@ -229,6 +243,9 @@ export async function prepareTargets(): Promise<Target[]> {
   // `checkout`: another hubbub's directory (`--against`), its own config with it.
   const onDeno = (store: "sqlite" | "memory", checkout = "") => [
     ...[deno, "run", "--allow-net", "--allow-env"],
+    ...startTaskV8Flags(
+      Deno.readTextFileSync(checkout ? `${checkout}/deno.json` : `${ROOT}deno.json`),
+    ),
     ...(checkout ? ["--config", `${checkout}/deno.json`] : []),
     // HUBBUB_CPU_PROF=dir: a V8 CPU profile of each hubbub on Deno, written when it stops.
     ...(CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${CPU_PROF}`] : []),
