@@ -41,7 +41,7 @@ import { loadAverage, machine, report } from "./report.ts";
 import { chosenScenario, JOINS, SCENARIOS } from "./scenarios.ts";
 import { prepareTargets, stopAll, type Target } from "./servers.ts";
 import { BEGIN, END, storeSection } from "./store_report.ts";
-import { Turns } from "./turns.ts";
+import { commonStart, Turns } from "./turns.ts";
 
 const started = performance.now();
 // Interrupted: no server (nor its temporary data directory) outlives the run.
@@ -85,7 +85,8 @@ for (const sc of SCENARIOS.filter((s) => chosenScenario(s.id))) {
     if (pair.length === 0) continue;
     progress(`  taking turns step by step: ${pair.map(label).join(" | ")}`);
     const turns = pair.length > 1 ? new Turns() : undefined;
-    const runs = await Promise.all(pair.map((t) => runScenario(t, sc, hints.get(t.id), turns)));
+    const start = commonStart(pair.map((t) => hints.get(t.id)));
+    const runs = await Promise.all(pair.map((t) => runScenario(t, sc, start, turns)));
     pair.forEach((t, at) => done.get(t.id)!.push(runs[at]));
   }
   for (const t of chosen) {

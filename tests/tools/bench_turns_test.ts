@@ -4,7 +4,7 @@
  * paired ratio would measure their overlap instead of the servers.
  */
 import assert from "node:assert/strict";
-import { Turns } from "../../bench/turns.ts";
+import { commonStart, Turns } from "../../bench/turns.ts";
 
 /** A party that asks for `count` turns in a row, logging when each starts and ends. */
 async function party(
@@ -44,4 +44,13 @@ Deno.test("a turn that fails passes the turn on and reports its own failure", as
   const next = turns.take(() => Promise.resolve("ran"));
   await assert.rejects(failed, /step failed/);
   assert.equal(await next, "ran");
+});
+
+Deno.test("servers taking turns start their ladders at one rate, the lowest of their hints", () => {
+  // hubbub's hint from one room of 1,000 against the naive loop's: both start at the lower.
+  assert.equal(commonStart([238_000, 12_500]), 12_500);
+  assert.equal(commonStart([12_500, 238_000]), 12_500);
+  // A server without a hint starts at the scenario's own first step, and so does its partner.
+  assert.equal(commonStart([238_000, undefined]), undefined);
+  assert.equal(commonStart([]), undefined);
 });
