@@ -395,7 +395,9 @@ async function measureStep(trial: Trial, deliveriesPerSec: number): Promise<Step
   for (let attempt = 0;; attempt++) {
     const s = await inTurn(trial.turns, () => stepAndDrain(trial, deliveriesPerSec));
     if (!disturbed(s) || attempt === 2) return s;
-    progress("    (repeating the step: the machine is busy with something else)");
+    progress(
+      `    (repeating the step: the machine is busy with something else)${trial.session.tag}`,
+    );
     await sleep(3000);
   }
 }
