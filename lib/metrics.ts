@@ -33,6 +33,8 @@ export interface Metrics {
   historyWrites: number;
   /** Chat messages delivered live but not stored: the history store failed or was unreachable. */
   historyFailures: number;
+  /** History writes put off because another thread held the store's lock (retried shortly). */
+  historyBusy: number;
   rateLimited: number;
   internalErrors: number;
   acceptErrors: number;
@@ -71,6 +73,7 @@ export function createMetrics(): Metrics {
     messagesStored: 0,
     historyWrites: 0,
     historyFailures: 0,
+    historyBusy: 0,
     rateLimited: 0,
     internalErrors: 0,
     acceptErrors: 0,
@@ -297,6 +300,12 @@ export function renderMetrics(metrics: Metrics, gauges: Gauges, build: BuildInfo
       "counter",
       "Chat messages delivered live but not stored (history store failed or unreachable).",
       one(metrics.historyFailures),
+    ],
+    [
+      "hubbub_history_busy_total",
+      "counter",
+      "History writes put off (and retried 1 ms later) while the checkpointer held the store's lock.",
+      one(metrics.historyBusy),
     ],
     [
       "hubbub_rate_limited_total",

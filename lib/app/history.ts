@@ -31,6 +31,14 @@ export type {
 /** Messages that may wait for a commit timer; more are committed after the current read. */
 const MAX_WAITING = 1024;
 
+/** How soon a commit put off by the store's busy lock is tried again. */
+const BUSY_RETRY_MS = 1;
+/**
+ * How long commits are put off while the lock stays busy before one waits for it (and, if the
+ * store's own timeout passes too, fails): only another process's writer holds it that long.
+ */
+const BUSY_GIVE_UP_MS = 1000;
+
 type Waiting = {
   channel: string;
   frame: MessageFrame;
@@ -48,6 +56,8 @@ export function createLocalHistory(ctx: AppContext, store: MessageStore): Histor
   let lastCommitAt = -Infinity;
   let stopped = false;
   let lastWriteFailed = false;
+  /** When the first of the commits put off in a row found the store's lock busy. */
+  let busySince: number | undefined;
 
   const schedule = () => {
     if (scheduled || stopped) return;
@@ -56,9 +66,60 @@ export function createLocalHistory(ctx: AppContext, store: MessageStore): Histor
     // Under load (commits back to back), a transaction's fixed cost is most of a message's:
     // wait until `commitGapMs` after the last one, so the messages of several reads share it.
     const since = performance.now() - lastCommitAt;
-    if (since >= ctx.commitGapMs) ctx.afterIo(history.flush);
-    else commitTimer = setTimeout(history.flush, ctx.commitGapMs - since);
+    if (since >= ctx.commitGapMs) ctx.afterIo(flushUnlessBusy);
+    else commitTimer = setTimeout(flushUnlessBusy, ctx.commitGapMs - since);
   };
+
+  /**
+   * Stores and delivers what waits; with `mayWait` false, a store whose lock another thread
+   * holds (SQLite's checkpointer, starting the log over) is tried again shortly instead of
+   * being waited for. Only a scheduled commit may be put off: the others keep a member's frames
+   * in the order it caused them, so they wait.
+   */
+  const commit = (mayWait: boolean) => {
+    scheduled = false;
+    clearTimeout(commitTimer);
+    commitTimer = undefined;
+    if (queue.length === 0) return;
+    const appended = store.appendAll(
+      queue.map(({ channel, frame, submission }) => ({
+        channel,
+        message: newMessage(frame, submission.key),
+      })),
+      mayWait,
+    );
+    if (!appended.ok && appended.busy) {
+      ctx.metrics.historyBusy++;
+      busySince ??= performance.now();
+      scheduled = true;
+      commitTimer = setTimeout(flushUnlessBusy, BUSY_RETRY_MS);
+      return;
+    }
+    busySince = undefined;
+    lastCommitAt = performance.now();
+    const batch = queue;
+    queue = [];
+    queuedKeys.clear();
+    lastWriteFailed = !appended.ok;
+    ctx.metrics.historyWrites++;
+    if (!appended.ok) {
+      ctx.metrics.historyFailures += batch.length;
+      ctx.log.limited(
+        "error",
+        "history:append",
+        "cannot store messages; delivering them unnumbered",
+        {
+          reason: appended.message,
+        },
+      );
+    } else ctx.metrics.messagesStored += batch.length;
+    batch.forEach((waiting, i) => {
+      const stored = appended.ok ? appended.messages[i] : undefined;
+      deliver(ctx, waiting, stored);
+    });
+  };
+  const flushUnlessBusy = () =>
+    commit(busySince !== undefined && performance.now() - busySince >= BUSY_GIVE_UP_MS);
 
   const history: History = {
     submit(channel, frame, submission) {
@@ -73,11 +134,12 @@ export function createLocalHistory(ctx: AppContext, store: MessageStore): Histor
         queuedKeys.set(keyId, waiting);
         queue.push(waiting);
       } else queue.push({ channel, frame, submission, alsoFor: [] });
-      // Bounded: a burst bigger than this is not held back for the timer.
-      if (queue.length >= MAX_WAITING && commitTimer !== undefined) {
+      // Bounded: a burst bigger than this is not held back for the timer (a busy lock's retry
+      // is not hurried: it would only find the lock busy again, once per message).
+      if (queue.length >= MAX_WAITING && commitTimer !== undefined && busySince === undefined) {
         clearTimeout(commitTimer);
         commitTimer = undefined;
-        ctx.afterIo(history.flush);
+        ctx.afterIo(flushUnlessBusy);
       }
       schedule();
     },
@@ -106,37 +168,7 @@ export function createLocalHistory(ctx: AppContext, store: MessageStore): Histor
       });
     },
     flush() {
-      scheduled = false;
-      clearTimeout(commitTimer);
-      commitTimer = undefined;
-      if (queue.length === 0) return;
-      lastCommitAt = performance.now();
-      const batch = queue;
-      queue = [];
-      queuedKeys.clear();
-      const appended = store.appendAll(
-        batch.map(({ channel, frame, submission }) => ({
-          channel,
-          message: newMessage(frame, submission.key),
-        })),
-      );
-      lastWriteFailed = !appended.ok;
-      ctx.metrics.historyWrites++;
-      if (!appended.ok) {
-        ctx.metrics.historyFailures += batch.length;
-        ctx.log.limited(
-          "error",
-          "history:append",
-          "cannot store messages; delivering them unnumbered",
-          {
-            reason: appended.message,
-          },
-        );
-      } else ctx.metrics.messagesStored += batch.length;
-      batch.forEach((waiting, i) => {
-        const stored = appended.ok ? appended.messages[i] : undefined;
-        deliver(ctx, waiting, stored);
-      });
+      commit(true);
     },
     ready: () => !lastWriteFailed,
     stop() {

@@ -10,8 +10,14 @@
  * and the writer's connection never checkpoints. Under a load that never
  * pauses, a passive checkpoint cannot reach the end of the log, which then
  * only grows; past `RESTART_FRAMES` the worker asks for `RESTART`, which
- * makes the writer wait once for the little left to copy and the syncs,
+ * holds the writer off once for the little left to copy and the syncs,
  * and lets the log start over.
+ *
+ * After a checkpoint that copied the whole log, the next write starts the
+ * log over and syncs its header to disk. The worker makes that write itself
+ * (a no-op update), so the sync is its own. While the worker holds the
+ * write lock, the writer's scheduled commits are put off for a millisecond
+ * rather than waited for (`history.ts`): the event loop waits for no disk.
  *
  * The worker's code is a string run from a blob URL, so that it needs no
  * file of its own inside `deno compile` or `bun build --compile` binaries.
@@ -61,13 +67,26 @@ self.onmessage = ({ data }) => {
   stopped = new Int32Array(data.stopped);
   try {
     db = new DatabaseSync(data.path);
-    db.exec("PRAGMA busy_timeout = 5000");
+    db.exec("PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL");
     const passive = db.prepare("PRAGMA wal_checkpoint(PASSIVE)");
     const restart = db.prepare("PRAGMA wal_checkpoint(RESTART)");
+    // The first write after a full checkpoint starts the log over and syncs its header: made
+    // here, that sync is this thread's, not the event loop's. The write counts the restarts in
+    // meta (SQLite skips a write that changes no byte). A log holding only this write's own
+    // frame is left alone, so an idle server's disk stays idle.
+    const startOver = () => {
+      try {
+        db.exec("BEGIN IMMEDIATE; INSERT INTO meta (key, value) VALUES ('log_restarts', '1') " +
+          "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1; COMMIT");
+      } catch {
+        try { db.exec("ROLLBACK"); } catch {}
+      }
+    };
     timer = setInterval(() => {
       try {
-        const { log } = passive.get();
+        const { log, checkpointed } = passive.get();
         if (log > data.restartFrames) restart.get();
+        else if (log > 1 && checkpointed === log) startOver();
       } catch (error) {
         self.postMessage({ failed: String(error?.message ?? error) });
         close();

@@ -148,6 +148,10 @@ function lockFor(path: string, waitMs: number): DatabaseSync {
   }
 }
 
+/** How long a connection waits for another's lock (the checkpointer's, another process's). */
+const BUSY_TIMEOUT_MS = 5000;
+/** SQLite's result code for a lock another connection holds (`errcode` of node:sqlite's errors). */
+const SQLITE_BUSY = 5;
 /** Pages of log after which the writer's own connection checkpoints, when no worker does. */
 const AUTOCHECKPOINT_PAGES = 10_000;
 /** Rows out of the kept window deleted together (in one append's transaction), in rowid order. */
@@ -238,7 +242,7 @@ function createSqliteStore(
 ): MessageStore {
   const { maxPerChannel, maxAgeMs, now } = resolveOptions(options);
   const deleteEvery = Math.max(1, Math.floor(options.deleteEvery ?? DELETE_EVERY));
-  db.exec("PRAGMA busy_timeout = 5000; PRAGMA cache_size = -16384;");
+  db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}; PRAGMA cache_size = -16384;`);
   db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;");
   // Checkpoints run on a worker (checkpointer.ts), never inside this connection's commits; if
   // there is no worker, or it fails, this connection checkpoints every 10,000 pages (40 MB).
@@ -306,17 +310,34 @@ function createSqliteStore(
     return true;
   };
 
+  /**
+   * Starts an append's transaction, or says why it could not. Without `mayWait`, a write lock
+   * held by the checkpointer (while it starts the log over and syncs it) answers `busy` at once:
+   * the event loop never waits for another thread's disk sync.
+   */
+  const begin = (mayWait: boolean): Appended | undefined => {
+    // (By `exec`: a prepared `PRAGMA busy_timeout = N` sets N when prepared, not when run.)
+    if (!mayWait) db.exec("PRAGMA busy_timeout = 0");
+    try {
+      q.begin.run();
+      return undefined;
+    } catch (error) {
+      const message = `Cannot store messages: ${reason(error)}`;
+      const busy = !mayWait && (error as { errcode?: unknown }).errcode === SQLITE_BUSY;
+      return busy ? { ok: false, message, busy: true } : { ok: false, message };
+    } finally {
+      if (!mayWait) db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    }
+  };
+
   const store: MessageStore = {
     append(channel: string, messages: readonly NewMessage[]): Appended {
       return store.appendAll(messages.map((message) => ({ channel, message })));
     },
-    appendAll(entries: readonly ChannelMessage[]): Appended {
+    appendAll(entries: readonly ChannelMessage[], mayWait = true): Appended {
       if (entries.length === 0) return { ok: true, epoch, messages: [] };
-      try {
-        q.begin.run();
-      } catch (error) {
-        return { ok: false, message: `Cannot store messages: ${reason(error)}` };
-      }
+      const failed = begin(mayWait);
+      if (failed !== undefined) return failed;
       const at = now();
       const stored: StoredMessage[] = [];
       const added: { channel: string; seq: number; rowid: number; key?: string }[] = [];

@@ -30,10 +30,14 @@ export type ChannelMessage = { channel: string; message: NewMessage };
 /** Where a channel's history stands: the store's epoch and the latest seq (0 for none). */
 export type Head = { epoch: string; seq: number };
 
-/** What `append` did: the stored messages in order, or why nothing was stored. */
+/**
+ * What `append` did: the stored messages in order, or why nothing was stored
+ * (`busy`: another connection held the write lock and the caller would not
+ * wait; nothing went wrong, try again).
+ */
 export type Appended =
   | { ok: true; epoch: string; messages: StoredMessage[] }
-  | { ok: false; message: string };
+  | { ok: false; message: string; busy?: true };
 
 /**
  * What `since` found: every message after the seq (possibly none) with
@@ -64,9 +68,10 @@ export interface MessageStore {
   /**
    * Appends messages of any channels in one transaction (a tick's worth),
    * each getting its channel's next seq; `messages` of the result are in the
-   * order of `entries`.
+   * order of `entries`. With `mayWait` false, a store whose write lock another
+   * connection holds answers `busy` at once instead of waiting for it.
    */
-  appendAll(entries: readonly ChannelMessage[]): Appended;
+  appendAll(entries: readonly ChannelMessage[], mayWait?: boolean): Appended;
   /** The latest `limit` messages of `channel`, oldest first. */
   latest(channel: string, limit: number): StoredMessage[];
   /** The latest `limit` messages of `channel` before `seq`, oldest first. */

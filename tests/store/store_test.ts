@@ -303,6 +303,120 @@ Deno.test("store (sqlite file): the log is checkpointed on a worker: the databas
   }
 });
 
+/** The WAL's checkpoint sequence (bumped each time the log starts over), and frame 1's page and salts. */
+function walState(path: string) {
+  const wal = new DataView(Deno.readFileSync(`${path}-wal`).buffer);
+  const salts = [wal.getUint32(16), wal.getUint32(20)];
+  const frameOne = wal.byteLength >= 56
+    ? {
+      page: wal.getUint32(32),
+      current: wal.getUint32(40) === salts[0] && wal.getUint32(44) === salts[1],
+    }
+    : undefined;
+  return { sequence: wal.getUint32(12), frameOne };
+}
+
+Deno.test("store (sqlite file): after a full checkpoint the worker starts the log over itself, so the writer's next commit syncs no log header", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "hubbub-store-" });
+  const path = join(dir, "history.db");
+  const store = sqliteStore(path);
+  const reader = new DatabaseSync(path, { readOnly: true });
+  try {
+    append(store, "room", batch(20));
+    const { sequence } = walState(path);
+    // Nothing else writes: only the worker can start the log over (its checkpoint copied it all).
+    await waitFor(
+      "the worker to start the log over",
+      () => Promise.resolve(walState(path).sequence !== sequence),
+      20_000, // the worker checkpoints once a second; a busy machine may delay it
+    );
+    append(store, "room", batch(5));
+    // Had the writer started the log over (and synced its header), frame 1 would be one of its
+    // pages; it is the worker's write to meta, still current: the writer's frames follow it.
+    const meta = reader.prepare("SELECT rootpage FROM sqlite_master WHERE name = 'meta'").get() as {
+      rootpage: number;
+    };
+    assert.deepEqual(walState(path).frameOne, { page: meta.rootpage, current: true });
+    assert.equal(store.latest("room", 30).length, 25);
+  } finally {
+    reader.close();
+    store.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("store (sqlite file): an append that may not wait answers busy at once while another connection holds the write lock, and stores nothing; then it stores", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "hubbub-store-" });
+  const path = join(dir, "history.db");
+  const store = sqliteStore(path);
+  const other = new DatabaseSync(path);
+  try {
+    append(store, "room", batch(1));
+    other.exec("BEGIN IMMEDIATE");
+    const entries = batch(2).map((message) => ({ channel: "room", message }));
+    const busy = store.appendAll(entries, false);
+    assert.equal(busy.ok, false);
+    assert.equal(!busy.ok && busy.busy, true, JSON.stringify(busy));
+    other.exec("COMMIT");
+    const stored = store.appendAll(entries, false);
+    assert.ok(stored.ok);
+    assert.deepEqual(stored.messages.map((message) => message.seq), [2, 3]);
+    assert.deepEqual(store.latest("room", 10).map((message) => message.seq), [1, 2, 3]);
+  } finally {
+    other.close();
+    store.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** Holds the write lock of the database at `path` on a thread of its own (see the test below). */
+const LOCK_HOLDER = `
+import { DatabaseSync } from "node:sqlite";
+self.onmessage = ({ data: { path, signal } }) => {
+  const db = new DatabaseSync(path);
+  db.exec("BEGIN IMMEDIATE");
+  const state = new Int32Array(signal);
+  self.postMessage("locked");
+  Atomics.wait(state, 0, 0); // until the test is about to append
+  Atomics.wait(state, 0, 1, 50); // and a moment longer, so that the append finds the lock held
+  db.exec("COMMIT");
+  db.close();
+  self.postMessage("released");
+};`;
+
+Deno.test("store (sqlite file): an append that may wait waits for a write lock another thread holds, also after one that may not", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "hubbub-store-" });
+  const path = join(dir, "history.db");
+  const store = sqliteStore(path);
+  const url = URL.createObjectURL(new Blob([LOCK_HOLDER], { type: "text/javascript" }));
+  const holder = new Worker(url, { type: "module" });
+  try {
+    const entries = batch(2).map((message) => ({ channel: "room", message }));
+    assert.ok(store.appendAll(entries, false).ok);
+    const heard = (what: string) =>
+      new Promise<void>((resolve) => {
+        holder.onmessage = ({ data }) => data === what && resolve();
+      });
+    const signal = new SharedArrayBuffer(4);
+    const locked = heard("locked");
+    holder.postMessage({ path, signal });
+    await locked;
+    const released = heard("released");
+    Atomics.store(new Int32Array(signal), 0, 1);
+    Atomics.notify(new Int32Array(signal), 0);
+    // Blocks this thread until the holder lets go (it holds the lock 50 ms more, 5 s at most).
+    const stored = store.appendAll(entries);
+    assert.ok(stored.ok, JSON.stringify(stored));
+    assert.deepEqual(stored.messages.map((message) => message.seq), [3, 4]);
+    await released;
+  } finally {
+    holder.terminate();
+    URL.revokeObjectURL(url);
+    store.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("store (sqlite file): what a process that died had stored is history after a restart: same epoch, seqs continue, trimming and keys hold", async () => {
   const dir = await Deno.makeTempDir({ prefix: "hubbub-store-" });
   const path = join(dir, "history.db");
