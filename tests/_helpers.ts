@@ -55,6 +55,8 @@ export function startServer(
     store?: MessageStore;
     /** Under load, how long after a history commit the next one waits. */
     commitGapMs?: number;
+    /** How long commits are put off while the store's lock is busy, before one waits. */
+    storeBusyGiveUpMs?: number;
   } = {},
 ): TestServer {
   const config = { ...TEST_CONFIG, ...overrides };
@@ -67,6 +69,7 @@ export function startServer(
     nodeId: deps.nodeId,
     store: deps.store,
     commitGapMs: deps.commitGapMs,
+    storeBusyGiveUpMs: deps.storeBusyGiveUpMs,
     log: deps.log ?? (Deno.env.get("DEBUG_LOG") ? undefined : silentLogger),
   });
   const abort = new AbortController();

@@ -47,6 +47,13 @@ const MAX_OPEN_DEADLINE_MS = 10_000;
  */
 export const BUSY_COMMIT_GAP_MS = 2;
 
+/**
+ * How long the history's scheduled commits are put off while the store's lock stays busy before
+ * one waits for it (and, past the store's own timeout, fails): the checkpointer holds it for one
+ * disk sync; only another process's writer holds it for a second.
+ */
+export const STORE_BUSY_GIVE_UP_MS = 1000;
+
 /** The history until `createApp` sets the real one; using it is a bug. */
 const NO_HISTORY: History = new Proxy({} as History, {
   get() {
@@ -72,6 +79,8 @@ export interface ContextDeps {
    * several reads share it (`BUSY_COMMIT_GAP_MS`, 2 ms, by default).
    */
   commitGapMs?: number;
+  /** How long commits are put off while the store's lock is busy (`STORE_BUSY_GIVE_UP_MS`). */
+  storeBusyGiveUpMs?: number;
   /** The wire protocols besides the native one that sockets may speak. */
   dialects?: readonly Dialect[];
   /** What this node shares with the others of its cluster; a lone in-memory node by default. */
@@ -128,6 +137,8 @@ export interface AppContext {
   readonly afterIo: (task: () => void) => void;
   /** Under load, how long after a history commit the next one waits. */
   readonly commitGapMs: number;
+  /** How long commits are put off while the store's lock is busy, before one waits for it. */
+  readonly storeBusyGiveUpMs: number;
   /**
    * Where channel messages are stored and numbered; set once by `createApp`
    * right after the context (it needs the parts the context wires).
@@ -260,6 +271,7 @@ export function createContext(
     hub,
     afterIo: deps.afterIo ?? queueMicrotask,
     commitGapMs: deps.commitGapMs ?? BUSY_COMMIT_GAP_MS,
+    storeBusyGiveUpMs: deps.storeBusyGiveUpMs ?? STORE_BUSY_GIVE_UP_MS,
     history: NO_HISTORY,
     joining: new Map(),
     idleWaiters: [],

@@ -33,11 +33,6 @@ const MAX_WAITING = 1024;
 
 /** How soon a commit put off by the store's busy lock is tried again. */
 const BUSY_RETRY_MS = 1;
-/**
- * How long commits are put off while the lock stays busy before one waits for it (and, if the
- * store's own timeout passes too, fails): only another process's writer holds it that long.
- */
-const BUSY_GIVE_UP_MS = 1000;
 
 type Waiting = {
   channel: string;
@@ -119,7 +114,7 @@ export function createLocalHistory(ctx: AppContext, store: MessageStore): Histor
     });
   };
   const flushUnlessBusy = () =>
-    commit(busySince !== undefined && performance.now() - busySince >= BUSY_GIVE_UP_MS);
+    commit(busySince !== undefined && performance.now() - busySince >= ctx.storeBusyGiveUpMs);
 
   const history: History = {
     submit(channel, frame, submission) {

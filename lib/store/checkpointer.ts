@@ -84,9 +84,9 @@ self.onmessage = ({ data }) => {
     };
     timer = setInterval(() => {
       try {
-        const { log, checkpointed } = passive.get();
-        if (log > data.restartFrames) restart.get();
-        else if (log > 1 && checkpointed === log) startOver();
+        let done = passive.get();
+        if (done.log > data.restartFrames) done = restart.get();
+        if (done.busy === 0 && done.log > 1 && done.checkpointed === done.log) startOver();
       } catch (error) {
         self.postMessage({ failed: String(error?.message ?? error) });
         close();

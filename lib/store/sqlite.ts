@@ -125,6 +125,8 @@ export type SqliteOptions = StoreOptions & {
   lockWaitMs?: number;
   /** Rows out of the kept window deleted together; 2048 (tests make it small). */
   deleteEvery?: number;
+  /** How long a write waits for a lock another connection holds; 5 s (tests make it short). */
+  busyTimeoutMs?: number;
 };
 
 /**
@@ -150,7 +152,10 @@ function lockFor(path: string, waitMs: number): DatabaseSync {
 
 /** How long a connection waits for another's lock (the checkpointer's, another process's). */
 const BUSY_TIMEOUT_MS = 5000;
-/** SQLite's result code for a lock another connection holds (`errcode` of node:sqlite's errors). */
+/**
+ * SQLite's primary result code for a lock another connection holds. node:sqlite's `errcode` is
+ * the extended code (`SQLITE_BUSY_SNAPSHOT` is 517, `SQLITE_BUSY_RECOVERY` 261): its low byte.
+ */
 const SQLITE_BUSY = 5;
 /** Pages of log after which the writer's own connection checkpoints, when no worker does. */
 const AUTOCHECKPOINT_PAGES = 10_000;
@@ -242,7 +247,8 @@ function createSqliteStore(
 ): MessageStore {
   const { maxPerChannel, maxAgeMs, now } = resolveOptions(options);
   const deleteEvery = Math.max(1, Math.floor(options.deleteEvery ?? DELETE_EVERY));
-  db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}; PRAGMA cache_size = -16384;`);
+  const busyTimeoutMs = Math.max(0, Math.floor(options.busyTimeoutMs ?? BUSY_TIMEOUT_MS));
+  db.exec(`PRAGMA busy_timeout = ${busyTimeoutMs}; PRAGMA cache_size = -16384;`);
   db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;");
   // Checkpoints run on a worker (checkpointer.ts), never inside this connection's commits; if
   // there is no worker, or it fails, this connection checkpoints every 10,000 pages (40 MB).
@@ -323,10 +329,11 @@ function createSqliteStore(
       return undefined;
     } catch (error) {
       const message = `Cannot store messages: ${reason(error)}`;
-      const busy = !mayWait && (error as { errcode?: unknown }).errcode === SQLITE_BUSY;
+      const code = (error as { errcode?: unknown }).errcode;
+      const busy = !mayWait && typeof code === "number" && (code & 0xff) === SQLITE_BUSY;
       return busy ? { ok: false, message, busy: true } : { ok: false, message };
     } finally {
-      if (!mayWait) db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
+      if (!mayWait) db.exec(`PRAGMA busy_timeout = ${busyTimeoutMs}`);
     }
   };
 
