@@ -13,11 +13,12 @@
  * holds the writer off once for the little left to copy and the syncs,
  * and lets the log start over.
  *
- * After a checkpoint that copied the whole log, the next write starts the
- * log over and syncs its header to disk. The worker makes that write itself
- * (a no-op update), so the sync is its own. While the worker holds the
- * write lock, the writer's scheduled commits are put off for a millisecond
- * rather than waited for (`history.ts`): the event loop waits for no disk.
+ * After a checkpoint that copied the whole log (passive or `RESTART`), the
+ * next write starts the log over and syncs its header to disk. The worker
+ * makes that write itself (it counts the restarts in `meta`), so the sync is
+ * its own. While the worker holds the write lock, the writer's scheduled
+ * commits are put off for a millisecond rather than waited for
+ * (`history.ts`): under steady traffic the event loop waits for no disk.
  *
  * The worker's code is a string run from a blob URL, so that it needs no
  * file of its own inside `deno compile` or `bun build --compile` binaries.
