@@ -318,8 +318,8 @@ function createSqliteStore(
 
   /**
    * Starts an append's transaction, or says why it could not. Without `mayWait`, a write lock
-   * held by the checkpointer (while it starts the log over and syncs it) answers `busy` at once:
-   * the event loop never waits for another thread's disk sync.
+   * held by the checkpointer (while it starts the log over and syncs it) answers `busy` at once,
+   * so that a commit the caller can put off does not hold the event loop for that sync.
    */
   const begin = (mayWait: boolean): Appended | undefined => {
     // (By `exec`: a prepared `PRAGMA busy_timeout = N` sets N when prepared, not when run.)
