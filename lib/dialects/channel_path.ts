@@ -91,8 +91,10 @@ export const channelPath: Dialect<ChannelPathState> = {
     switch (frame.type) {
       case "identity":
         return identify(ctx, session, state, frame.user);
-      case "message":
-        return [publishMessage(ctx, state, frame)];
+      case "message": {
+        const published = publishMessage(ctx, state, frame);
+        return published === null ? [] : [published]; // over the limit: ignored, like bad JSON
+      }
       case "heartbeat":
         state.aliveAt = ctx.now();
         return [];
@@ -196,17 +198,24 @@ function rename(
   ];
 }
 
-/** A client message, published with the client's own object for our encoder. */
+/**
+ * A client message, published with the client's own object for our encoder; null when its text
+ * is over `--max-text-length`, the limit every protocol's messages keep to.
+ */
 function publishMessage(
   ctx: DialectContext,
   state: ChannelPathState,
   original: Record<string, unknown>,
-): Effect {
+): Effect | null {
+  const text = typeof original.text === "string"
+    ? original.text
+    : JSON.stringify(original.text) ?? "";
+  if (text.length > ctx.config.maxTextLength) return null;
   const frame: MessageFrame = {
     type: "message",
     channel: state.channel,
     from: state.user,
-    text: typeof original.text === "string" ? original.text : JSON.stringify(original.text) ?? "",
+    text,
     id: ctx.messageId(),
     ts: new Date(ctx.now()).toISOString(),
   };

@@ -133,7 +133,13 @@ export const wsify: Dialect<WsifyState> = {
     }
     const name = channel.trim();
     if (ctx.shuttingDown()) return unavailable(); // shutdown began while the body was read
-    if (name !== "") publish([broadcast(ctx, wsifyChannel(name), field(body!, "content"))]);
+    if (name === "") return new Response(null, { status: 201 });
+    const published = broadcast(ctx, wsifyChannel(name), field(body!, "content"));
+    if (published === null) {
+      const max = ctx.config.maxTextLength;
+      return new Response(`Content Too Large: content over ${max} characters`, { status: 413 });
+    }
+    publish([published]);
     return new Response(null, { status: 201 });
   },
 };
@@ -156,8 +162,10 @@ function apply(ctx: DialectContext, session: Session, { command, args }: Message
       return join(ctx, session, channel);
     case "leave":
       return exitChannel(ctx.channels, session, channel); // nothing when not joined
-    case "broadcast":
-      return [broadcast(ctx, channel, args!.content)];
+    case "broadcast": {
+      const published = broadcast(ctx, channel, args!.content);
+      return published === null ? [] : [published]; // over the limit: ignored, as wsify has no errors
+    }
   }
   return [];
 }
@@ -173,9 +181,14 @@ function join(ctx: DialectContext, session: Session, channel: string): Effect[] 
   return enterChannel(ctx.channels, session, "", channel);
 }
 
-/** Publishes `content` to a channel; native members get its text (strings as they are). */
-function broadcast(ctx: DialectContext, channel: string, content: unknown): Effect {
+/**
+ * Publishes `content` to a channel; native members get its text (strings as they are). Null
+ * when that text is over `--max-text-length`: the limit every protocol's messages keep to.
+ */
+function broadcast(ctx: DialectContext, channel: string, content: unknown): Effect | null {
   content ??= null; // a missing content is Go's nil: `null`
+  const text = typeof content === "string" ? content : JSON.stringify(content);
+  if (text.length > ctx.config.maxTextLength) return null;
   return {
     kind: "publish",
     channel,
@@ -183,7 +196,7 @@ function broadcast(ctx: DialectContext, channel: string, content: unknown): Effe
       type: "message",
       channel,
       from: "",
-      text: typeof content === "string" ? content : JSON.stringify(content),
+      text,
       id: ctx.messageId(),
       ts: new Date(ctx.now()).toISOString(),
     },

@@ -400,3 +400,24 @@ Deno.test("channel-path: a full channel closes the new connection with 1013 and 
   assert.equal(await identify(other, "other"), IDENTITY_OK);
   await Promise.all([first.close(), other.close()]);
 });
+
+Deno.test("channel-path: a message over --max-text-length is ignored; the next one arrives", async () => {
+  const { server } = serve({ maxTextLength: 10 });
+  await using _ = server;
+  const channel = channelPathChannel("room1");
+  const alice = await server.user("alice", channel);
+  const bob = await join(server, "/api/chat/room1");
+  try {
+    bob.send({ type: "message", text: "x".repeat(11) });
+    bob.send({ type: "message", text: { n: 123456789 } }); // its JSON is 15 characters
+    bob.send({ type: "message", text: "x".repeat(10) });
+    assert.equal((await alice.nextOf("message")).text, "x".repeat(10), "the first to arrive");
+    assert.equal(JSON.parse(await bob.nextText()).text, "x".repeat(10));
+    alice.send({ type: "history", channel });
+    const { messages } = await alice.nextOf("history");
+    assert.deepEqual(messages.map((m: { text: string }) => m.text), ["x".repeat(10)]);
+  } finally {
+    await bob.close();
+    await alice.close();
+  }
+});

@@ -534,3 +534,28 @@ Deno.test("wsify: an authorizer that is down closes the connection so the client
     assert.equal(await upgradeStatus(server), 503);
   });
 });
+
+Deno.test("wsify: content over --max-text-length is ignored from a socket and 413 over HTTP", async () => {
+  await using server = serve({ maxTextLength: 10 });
+  const channel = wsifyChannel("news");
+  const alice = await server.user("alice", channel);
+  const client = await connect(server);
+  try {
+    command(client, "join", { channel: "news" });
+    await assertQuiet(client);
+    command(client, "broadcast", { channel: "news", content: "x".repeat(11) });
+    command(client, "broadcast", { channel: "news", content: { n: 123456789 } }); // 15 as JSON
+    const tooLong = await post(server, `?key=${KEY}`, '{"channel":"news","content":"01234567890"}');
+    assert.equal(tooLong.status, 413);
+    await tooLong.body?.cancel();
+    command(client, "broadcast", { channel: "news", content: "x".repeat(10) });
+    assert.equal((await alice.nextOf("message")).text, "x".repeat(10), "the first to arrive");
+    assert.equal(await client.nextText(), JSON.stringify("x".repeat(10)));
+    alice.send({ type: "history", channel });
+    const { messages } = await alice.nextOf("history");
+    assert.deepEqual(messages.map((m: { text: string }) => m.text), ["x".repeat(10)]);
+  } finally {
+    await client.close();
+    await alice.close();
+  }
+});
