@@ -346,7 +346,7 @@ const dialectOption = (dialects: readonly DialectListing[]) =>
     fallback: "",
     description: `Also serve a seed server's protocol on its own port, NAME[=PORT] (repeatable; ${
       dialects.map((d) => `${d.name}=${d.defaultPort}`).join(", ") || "none built in"
-    })`,
+    }); with tokens or an authorizer, only these are served, under /compat/ too`,
     schema: z.string().transform((text, ctx) => {
       const listeners = new Map<string, number>();
       for (const part of text.split(",").map((item) => item.trim()).filter(Boolean)) {

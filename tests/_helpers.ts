@@ -59,7 +59,9 @@ export function startServer(
     storeBusyGiveUpMs?: number;
   } = {},
 ): TestServer {
-  const config = { ...TEST_CONFIG, ...overrides };
+  // The dialects a test hands in are the ones it asks for (`--dialect`), unless it says which.
+  const asked = new Map((deps.dialects ?? []).map((dialect) => [dialect.name, 0]));
+  const config = { ...TEST_CONFIG, dialects: asked, ...overrides };
   const app = createApp(config, {
     clock: deps.clock ?? systemClock,
     version: "test",

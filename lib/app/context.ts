@@ -176,7 +176,9 @@ export function createContext(
   });
   const sessions = new Map<SessionId, Session>();
   const dialects = new Map(
-    (deps.dialects ?? []).map((dialect) => [dialect.name, dialect as Dialect]),
+    servedDialects(config, deps.dialects ?? []).map((
+      dialect,
+    ) => [dialect.name, dialect as Dialect]),
   );
   const dialectStates = new Map<SessionId, unknown>();
   const jwt = jwtVerifierFor(config);
@@ -280,4 +282,19 @@ export function createContext(
     openSockets: 0,
   };
   return ctx;
+}
+
+/**
+ * The dialects this server speaks: all it was built with, except on a server that controls
+ * access (tokens or an authorizer), where only those `--dialect` names are. Most dialects carry
+ * no token hubbub could check, so serving one the operator did not ask for would let anyone
+ * around the server's own rules.
+ */
+export function servedDialects(
+  config: Pick<Config, "jwtSecret" | "jwtPublicKey" | "jwksUrl" | "authorizerUrl" | "dialects">,
+  dialects: readonly Dialect[],
+): readonly Dialect[] {
+  const controlled = config.jwtSecret !== null || config.jwtPublicKey !== null ||
+    config.jwksUrl !== null || config.authorizerUrl !== null;
+  return controlled ? dialects.filter((dialect) => config.dialects.has(dialect.name)) : dialects;
 }

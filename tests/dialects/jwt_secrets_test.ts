@@ -28,9 +28,14 @@ function token(secret: string, claims: jose.JWTPayload = {}): Promise<string> {
 const loginToken = (secret: string, sub: string) =>
   token(secret, { sub, exp: START / 1000 + 3600 });
 
-/** A server configured from `env` as `main.ts` would, with GarinChat and wschat, on a manual clock. */
+/**
+ * A server configured from `env` as `main.ts` would, with GarinChat and wschat asked for (a
+ * server that requires tokens serves only those), on a manual clock. (Their own ports are not
+ * opened here: the dialects are reached under `/compat/` on the main port.)
+ */
 function serve(env: Record<string, string>): TestServer {
-  const parsed = parseConfig(["--port", "0", "--hostname", "127.0.0.1"], env, DIALECTS);
+  const withDialects = { HUBBUB_DIALECTS: "garinchat=18081,wschat=18082", ...env };
+  const parsed = parseConfig(["--port", "0", "--hostname", "127.0.0.1"], withDialects, DIALECTS);
   if (parsed.kind !== "config") throw new Error(`Bad configuration: ${JSON.stringify(parsed)}`);
   return startServer(parsed.config, {
     clock: createManualClock(START),
