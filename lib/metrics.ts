@@ -144,6 +144,8 @@ export interface Gauges {
   clusterUp?: number;
   /** With a shared engine: other nodes seen alive. */
   clusterNodes?: number;
+  /** With a shared engine: other nodes' sessions that are in a channel here. */
+  clusterRemoteSessions?: number;
 }
 
 /** One metric: name, type, help text and samples (labels, value). */
@@ -332,6 +334,12 @@ export function renderMetrics(metrics: Metrics, gauges: Gauges, build: BuildInfo
       one(gauges.clusterUp),
     ],
     ["hubbub_cluster_nodes", "gauge", "Other nodes seen alive.", one(gauges.clusterNodes)],
+    [
+      "hubbub_cluster_remote_sessions",
+      "gauge",
+      "Sessions of other nodes that are in a channel here.",
+      one(gauges.clusterRemoteSessions),
+    ],
     ...(gauges.clusterUp === undefined ? [] : clusterFamilies(metrics.cluster, one, labelled)),
     [
       "process_resident_memory_bytes",

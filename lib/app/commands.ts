@@ -123,7 +123,7 @@ function admit(
   if (key === null) return apply(ctx, session, command, grant, now);
   const outcome = cluster!.claim(key, session.id);
   if (typeof outcome === "string") {
-    return claimSettled(ctx, session, command, grant, now, outcome);
+    return claimSettled(ctx, session, command, grant, now, outcome, key);
   }
   session.busy = true;
   outcome.then((settled) => {
@@ -132,7 +132,7 @@ function admit(
       return;
     }
     session.busy = false;
-    claimSettled(ctx, session, command, grant, now, settled);
+    claimSettled(ctx, session, command, grant, now, settled, key);
     drain(ctx, session);
   });
 }
@@ -156,8 +156,15 @@ function claimSettled(
   grant: TokenGrant | undefined,
   now: number,
   outcome: ClaimOutcome,
+  key: string,
 ): void {
-  if (outcome === "claimed") return apply(ctx, session, command, grant, now);
+  if (outcome === "claimed") {
+    apply(ctx, session, command, grant, now);
+    // The router may still refuse it: a look-alike (another key) took the name here meanwhile.
+    // Kept, the claim would lock the name cluster-wide with nobody holding it.
+    if (session.name === null) ctx.cluster!.released(key, session.id);
+    return;
+  }
   const name = (command as { name: string }).name.normalize("NFKC");
   if (outcome === "taken") {
     run(ctx, [error("name_taken", `Name "${name}" is taken`, command.ref)], session.id);

@@ -126,6 +126,7 @@ export function createHttpFace(ctx: AppContext, deps: HttpFaceDeps): HttpHandler
         residentBytes: deps.residentBytes?.(),
         clusterUp: cluster === null ? undefined : cluster.up ? 1 : 0,
         clusterNodes: cluster?.nodes,
+        clusterRemoteSessions: cluster?.remoteSessions,
       }, build),
   });
 

@@ -81,6 +81,8 @@ export interface Cluster {
   readonly admitting: boolean;
   /** Other nodes seen alive. */
   readonly nodes: number;
+  /** Sessions of other nodes that are in a channel here (what this node keeps of them). */
+  readonly remoteSessions: number;
   /** Says goodbye and disconnects. */
   stop(): Promise<void>;
 }
@@ -168,7 +170,7 @@ export function createCluster(options: ClusterOptions): Cluster {
       node.ids.set(session, id);
       node.memberships.set(id, new Set());
     }
-    if (!joinChannel(channels, channel, id, name)) return;
+    if (!joinChannel(channels, channel, id, name)) return forgetIfOut(node, session, id);
     node.memberships.get(id)!.add(channel);
     remoteCounts.set(channel, (remoteCounts.get(channel) ?? 0) + 1);
   };
@@ -182,6 +184,16 @@ export function createCluster(options: ClusterOptions): Cluster {
     else remoteCounts.set(channel, count);
     node.memberships.get(id)?.delete(channel);
     return name;
+  };
+
+  /**
+   * Forgets a remote session that is in no channel here: sessions come and go on other nodes
+   * for as long as they run, and each would otherwise stay in these maps until its node leaves.
+   */
+  const forgetIfOut = (node: RemoteNode, session: number, id: SessionId) => {
+    if (node.memberships.get(id)?.size !== 0) return;
+    node.memberships.delete(id);
+    node.ids.delete(session);
   };
 
   /** Forgets every member of a node; with `announce`, members here hear them leave. */
@@ -209,7 +221,9 @@ export function createCluster(options: ClusterOptions): Cluster {
         break;
       case "leave": {
         const id = node.ids.get(message.s);
-        if (id !== undefined) removeMember(node, message.c, id);
+        if (id === undefined) break;
+        removeMember(node, message.c, id);
+        forgetIfOut(node, message.s, id);
         break;
       }
       case "state":
@@ -481,6 +495,11 @@ export function createCluster(options: ClusterOptions): Cluster {
     },
     get nodes() {
       return nodes.size;
+    },
+    get remoteSessions() {
+      let count = 0;
+      for (const node of nodes.values()) count += node.ids.size;
+      return count;
     },
     async stop() {
       if (stopped) return;

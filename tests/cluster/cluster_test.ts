@@ -231,3 +231,48 @@ Deno.test("cluster: a lone node shows no cluster metrics", async () => {
   const metrics = await metricsOf(server);
   assert.doesNotMatch(metrics, /hubbub_cluster/);
 });
+
+for (const kind of ENGINE_KINDS) {
+  const on = `(${kind.name})`;
+
+  Deno.test(`cluster ${on}: a login lost to a look-alike on its own node frees its claim`, async () => {
+    await using nodes = await startNodes(kind, 2, { connectRate: 10_000 });
+    for (let round = 0; round < 5; round++) {
+      const name = `Tom${round}`;
+      const lookAlike = `\u0422om${round}`; // a Cyrillic Т: another key, the same skeleton
+      const [a, b] = await Promise.all([nodes[0].connect(), nodes[0].connect()]);
+      a.send({ type: "login", name: lookAlike });
+      b.send({ type: "login", name });
+      const replies = await Promise.all([a.next(), b.next()]);
+      assert.equal(replies.filter((reply) => reply.type === "welcome").length, 1);
+      await Promise.all([a.close(), b.close()]);
+      await nodes.settled();
+      // Nobody holds either name now, so both are free on every node.
+      for (const wanted of [name, lookAlike]) {
+        const other = await nodes[1].connect();
+        assert.equal((await other.login(wanted)).type, "welcome", `round ${round}: ${wanted}`);
+        await other.close();
+        await nodes.settled();
+      }
+    }
+  });
+
+  Deno.test(`cluster ${on}: a node forgets other nodes' sessions once they are in no channel`, async () => {
+    await using nodes = await startNodes(kind, 2, { connectRate: 10_000 });
+    const gauge = async () =>
+      Number(/^hubbub_cluster_remote_sessions (\d+)$/m.exec(await metricsOf(nodes[0]))?.[1]);
+    const clients = [];
+    for (let i = 0; i < 10; i++) clients.push(await nodes[1].user(`churn${i}`, "lobby", "news"));
+    await nodes.settled();
+    assert.equal(await gauge(), 10);
+    for (const client of clients.slice(0, 5)) {
+      client.send({ type: "leave", channel: "lobby" });
+      client.send({ type: "leave", channel: "news" });
+      await client.nextOf("left");
+      await client.nextOf("left");
+    }
+    for (const client of clients.slice(5)) await client.close();
+    await nodes.settled();
+    assert.equal(await gauge(), 0);
+  });
+}
