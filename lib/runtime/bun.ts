@@ -19,6 +19,7 @@ interface BunSocket {
   data: SocketData;
   send(data: string): number;
   close(code?: number, reason?: string): void;
+  ping(): number;
   getBufferedAmount(): number;
   subscribe(topic: string): void;
   unsubscribe(topic: string): void;
@@ -28,6 +29,8 @@ interface BunSocket {
 interface SocketData {
   upgrade: Upgrade;
   connection?: Connection;
+  /** The liveness sweep's tick when something last arrived from the peer. */
+  heard?: number;
 }
 
 /** The part of Bun's Server this adapter uses. */
@@ -65,6 +68,7 @@ const servers = new Set<BunServer>();
 /** Serves `app` with `Bun.serve`. */
 export function serveBun(app: App, options: ServeOptions): RunningServer {
   const limits = options.limits ?? { maxMessageBytes: 65536, maxBufferedBytes: 1 << 20 };
+  const liveness = watchLiveness(options.pingTimeout);
   const server = bun().serve({
     port: options.port,
     hostname: options.hostname,
@@ -100,23 +104,31 @@ export function serveBun(app: App, options: ServeOptions): RunningServer {
       // uWebSockets enforces these while reading, fragments included: an
       // oversize message is closed with 1009 before it is buffered whole.
       maxPayloadLength: limits.maxMessageBytes,
-      idleTimeout: options.pingTimeout,
-      sendPings: options.pingTimeout > 0,
+      // Off: the server's own sends restart uWebSockets' idle timer, so a dead peer in a busy
+      // channel never timed out. `watchLiveness` pings and closes instead, as Deno does.
+      idleTimeout: 0,
+      sendPings: false,
       // The topic hub closes slow consumers; this only caps what one can hold meanwhile
       // (above the hub's own hard limit, so that one can still be seen).
       backpressureLimit: limits.maxBufferedBytes * HARD_BACKLOG_FACTOR * 2,
       closeOnBackpressureLimit: false,
       perMessageDeflate: false,
       open: guard(app, (ws) => {
+        liveness?.add(ws);
         ws.data.connection = app.open(adapt(ws), ws.data.upgrade);
       }),
+      // Any frame from the peer, pings and pongs included, shows it is alive.
+      ping: (ws: BunSocket) => void (ws.data.heard = liveness?.tick),
+      pong: (ws: BunSocket) => void (ws.data.heard = liveness?.tick),
       message: guard(app, (ws, message: string | Uint8Array) => {
+        ws.data.heard = liveness?.tick;
         ws.data.connection?.message(
           // Bun hands each message a buffer of its own, so a frame may wait in a backlog as it is.
           typeof message === "string" ? message : { binary: true, bytes: message },
         );
       }),
       close: guard(app, (ws, code: number) => {
+        liveness?.sockets.delete(ws);
         const { connection } = ws.data;
         ws.data.connection = undefined;
         connection?.closed(code);
@@ -126,6 +138,7 @@ export function serveBun(app: App, options: ServeOptions): RunningServer {
   servers.add(server);
   options.signal?.addEventListener("abort", () => {
     servers.delete(server);
+    liveness?.stop();
     server.stop(true);
   });
   let finish: () => void;
@@ -136,10 +149,67 @@ export function serveBun(app: App, options: ServeOptions): RunningServer {
     async shutdown() {
       servers.delete(server);
       await server.stop(false);
+      liveness?.stop();
       finish();
     },
     finished,
   };
+}
+
+/** Deno's reason for the same close, so that a client sees one behaviour on both runtimes. */
+const NO_PONG_REASON = "No response from ping frame.";
+
+/** Sweeps per ping timeout (at least one a second): a close is at most 1/8 of it late. */
+const SWEEPS_PER_TIMEOUT = 8;
+
+/** The sockets of one listener, watched for silence by one timer. */
+interface Liveness {
+  /** Counts sweeps; a socket notes it when something arrives (cheaper than reading the clock). */
+  tick: number;
+  readonly sockets: Set<BunSocket>;
+  add(ws: BunSocket): void;
+  stop(): void;
+}
+
+/**
+ * Deno's ping timeout on Bun, for `pingTimeout` seconds (0: none): a socket
+ * that has sent nothing (no frame, ping or pong) for half of it is pinged, and
+ * one silent for all of it is closed with 1001. One timer sweeps all sockets;
+ * a frame costs one property write.
+ */
+function watchLiveness(pingTimeout: number): Liveness | undefined {
+  if (pingTimeout <= 0) return undefined;
+  const sweepMs = Math.min(1000, (pingTimeout * 1000) / SWEEPS_PER_TIMEOUT);
+  const closeAfter = Math.round((pingTimeout * 1000) / sweepMs);
+  const pingAfter = Math.floor(closeAfter / 2);
+  const liveness: Liveness = {
+    tick: 0,
+    sockets: new Set(),
+    add(ws) {
+      ws.data.heard = liveness.tick;
+      liveness.sockets.add(ws);
+    },
+    stop: () => clearInterval(timer),
+  };
+  const timer = setInterval(() => {
+    const tick = ++liveness.tick;
+    for (const ws of liveness.sockets) {
+      // In whole sweeps: over `closeAfter` of them is never shorter than the timeout.
+      const silent = tick - (ws.data.heard ?? 0);
+      if (silent === pingAfter) ws.ping();
+      else if (silent > closeAfter) {
+        liveness.sockets.delete(ws);
+        try {
+          ws.close(CloseCode.GoingAway, NO_PONG_REASON);
+        } catch {
+          // Already closed; the close handler has run or will.
+        }
+      }
+    }
+  }, sweepMs);
+  // Never what keeps the process alive.
+  (timer as unknown as { unref?: () => void }).unref?.();
+  return liveness;
 }
 
 /**
