@@ -15,7 +15,7 @@ import { createApi } from "../http/api.ts";
 import { ASSETS } from "../http/assets.ts";
 import { createHttpHandler, type HttpHandler } from "../http/http.ts";
 import { bump, renderMetrics } from "../metrics.ts";
-import type { AppContext } from "./context.ts";
+import { type AppContext, NATIVE } from "./context.ts";
 import { end, run } from "./effects.ts";
 
 /** One check of `GET /readyz`: the server should get no traffic while it fails. */
@@ -62,11 +62,13 @@ export function createHttpFace(ctx: AppContext, deps: HttpFaceDeps): HttpHandler
       return refusal;
     },
     release: (ip) => admission.closed(ip),
-    authorizeUpgrade: authorizer === null ? undefined : (request, ip) => {
+    authorizeUpgrade: authorizer === null ? undefined : (request, ip, dialect, path) => {
       const url = new URL(request.url);
       return authorizer.decide({
         command: "connect",
-        args: { headers: headerLists(request.headers), query: queryLists(url) },
+        args: { headers: headerLists(request.headers), query: queryLists(url), path },
+        // Which protocol: each has its own rules (a wsify client is nameless, for one).
+        dialect: dialect ?? NATIVE,
       }, ip);
     },
     dialects: ctx.dialects,

@@ -53,7 +53,7 @@ export function createGate(
     const { type, ref: _ref, ...args } = command;
     // Keyed by address: one client's flood waits behind itself, not in front of the others.
     const decision = await authorizer.decide(
-      { command: type, args, name: session.name },
+      { command: type, args, name: session.name, dialect: "native" },
       session.ip,
     );
     if (decision === "allow") return { kind: "route", command };

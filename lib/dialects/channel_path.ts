@@ -9,7 +9,13 @@
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import { memberCount } from "../core/channels.ts";
-import { type Dialect, type DialectContext, unprovenShown } from "./dialect.ts";
+import {
+  type Dialect,
+  type DialectContext,
+  type DialectResult,
+  unprovenShown,
+  whenAllowed,
+} from "./dialect.ts";
 import { CloseCode, type MessageFrame } from "../core/protocol.ts";
 import { checkName, nameKeys } from "../core/names.ts";
 import { type Effect, enterChannel, exitChannel } from "../core/router.ts";
@@ -92,8 +98,17 @@ export const channelPath: Dialect<ChannelPathState> = {
       case "identity":
         return identify(ctx, session, state, frame.user);
       case "message": {
-        const published = publishMessage(ctx, state, frame);
-        return published === null ? [] : [published]; // over the limit: ignored, like bad JSON
+        const text = textOf(frame);
+        if (text.length > ctx.config.maxTextLength) return []; // ignored, like invalid JSON
+        const question = {
+          command: "broadcast",
+          args: { channel: state.channel, text },
+          name: state.user === "" ? null : state.user,
+        } as const;
+        // Refused: ignored too, as the protocol has no error frames.
+        return whenAllowed(ctx, session, NAME, question, () => [
+          publishMessage(ctx, state, text, frame),
+        ], () => []);
       }
       case "heartbeat":
         state.aliveAt = ctx.now();
@@ -140,24 +155,33 @@ export const channelPath: Dialect<ChannelPathState> = {
 };
 
 /**
- * Takes identity `user` when it follows the name rules and no other member
- * of the channel holds it. No token proves it, so where tokens prove native
- * names it is shown (and compared) as `~user`.
+ * Takes identity `user` when it follows the name rules, no other member of
+ * the channel holds it, and the authorizer (if any) allows it as a login. No
+ * token proves it, so where tokens prove native names it is shown (and
+ * compared) as `~user`.
  */
 function identify(
   ctx: DialectContext,
   session: Session,
   state: ChannelPathState,
   user: unknown,
-): Effect[] {
+): DialectResult {
   // The original takes any string; names reach every protocol, so they keep to the native rules.
   const checked = typeof user === "string" ? checkName(user) : null;
   const shown = checked?.ok ? unprovenShown(ctx, checked.name) : null;
-  if (shown === null || heldByAnother(ctx, session, state.channel, shown)) {
-    return [raw({ success: false, type: "identity" })];
-  }
-  state.aliveAt = ctx.now();
-  return [raw({ success: true, type: "identity" }), ...rename(ctx, session, state, shown)];
+  const failed = () => [raw({ success: false, type: "identity" })];
+  if (shown === null || heldByAnother(ctx, session, state.channel, shown)) return failed();
+  const question = {
+    command: "login",
+    args: { name: shown },
+    name: state.user === "" ? null : state.user,
+  } as const;
+  return whenAllowed(ctx, session, NAME, question, () => {
+    // Another member may have taken it while the authorizer answered.
+    if (heldByAnother(ctx, session, state.channel, shown)) return failed();
+    state.aliveAt = ctx.now();
+    return [raw({ success: true, type: "identity" }), ...rename(ctx, session, state, shown)];
+  }, failed);
 }
 
 /**
@@ -198,19 +222,18 @@ function rename(
   ];
 }
 
-/**
- * A client message, published with the client's own object for our encoder; null when its text
- * is over `--max-text-length`, the limit every protocol's messages keep to.
- */
+/** A message's text as native clients see it: its `text`, else the JSON of it ("" when absent). */
+function textOf(original: Record<string, unknown>): string {
+  return typeof original.text === "string" ? original.text : JSON.stringify(original.text) ?? "";
+}
+
+/** A client message, published with the client's own object for our encoder. */
 function publishMessage(
   ctx: DialectContext,
   state: ChannelPathState,
+  text: string,
   original: Record<string, unknown>,
-): Effect | null {
-  const text = typeof original.text === "string"
-    ? original.text
-    : JSON.stringify(original.text) ?? "";
-  if (text.length > ctx.config.maxTextLength) return null;
+): Effect {
   const frame: MessageFrame = {
     type: "message",
     channel: state.channel,

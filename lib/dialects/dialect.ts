@@ -10,7 +10,7 @@
 import type { JwtVerifier } from "../auth/jwt.ts";
 import type { Authorizer } from "../auth/webhook.ts";
 import type { Channels } from "../core/channels.ts";
-import type { ServerFrame } from "../core/protocol.ts";
+import { CloseCode, type ServerFrame } from "../core/protocol.ts";
 import type { Registry, SessionId } from "../core/registry.ts";
 import type { Effect, Origin } from "../core/router.ts";
 import type { Session } from "../core/session.ts";
@@ -148,4 +148,37 @@ export function tokensRequired(ctx: DialectContext): boolean {
  */
 export function unprovenShown(ctx: DialectContext, name: string): string {
   return tokensRequired(ctx) ? unprovenName(name) : name;
+}
+
+/** A dialect's action, put to the authorizer as the native command that does the same would be. */
+export interface Question {
+  command: "login" | "join" | "broadcast";
+  args: Record<string, unknown>;
+  /** Who asks: the name others see it under, or null when nameless. */
+  name: string | null;
+}
+
+/**
+ * `allowed()` once the authorizer (`--authorizer-url`), if there is one, allows `question`,
+ * asked in the native body's shape with the dialect named: the same rules for every protocol.
+ * A refusal gives `refused()`; an authorizer that is down closes the connection with 1013, as
+ * for a native client, so that it comes back later.
+ */
+export function whenAllowed(
+  ctx: DialectContext,
+  session: Session,
+  dialect: string,
+  question: Question,
+  allowed: () => DialectResult,
+  refused: () => Effect[],
+): DialectResult {
+  const { authorizer } = ctx;
+  if (authorizer === null) return allowed();
+  return authorizer.decide({ ...question, dialect }, session.ip).then((decision) => {
+    // Closed while we waited: acting now would leave a ghost member or name behind.
+    if (!ctx.sessions.has(session.id)) return [];
+    if (decision === "allow") return allowed();
+    if (decision === "deny") return refused();
+    return [{ kind: "close", code: CloseCode.TryAgainLater, reason: "Authorizer unavailable" }];
+  });
 }

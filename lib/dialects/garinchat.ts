@@ -24,6 +24,7 @@ import {
   type DialectContext,
   type DialectResult,
   tokensRequired,
+  whenAllowed,
 } from "./dialect.ts";
 import { checkName, foldName } from "../core/names.ts";
 import { CHANNEL_PATTERN, CloseCode, type MessageFrame } from "../core/protocol.ts";
@@ -144,9 +145,9 @@ export const garinchat: Dialect<GarinChatState> = {
       case "auth":
         return authenticate(ctx, session, state, fields.body);
       case "join":
-        return join(ctx, session, state, fields, now);
+        return joinAllowed(ctx, session, state, fields);
       case "message":
-        return message(ctx, session, state, fields.body, original);
+        return messageAllowed(ctx, session, state, fields.body, original);
       case "userleave":
         return leave(ctx, session, state);
       default:
@@ -386,6 +387,62 @@ function earlierSelf(
   if (ctx.sessions.get(holder)?.dialect !== NAME) return undefined;
   const held = ctx.stateOf(holder) as GarinChatState | undefined;
   return held?.identity === state.identity ? holder : undefined;
+}
+
+/**
+ * `join`, once the authorizer (if any) allows its login and then its join, as it would a native
+ * client's; refused, the connection closes with 1008. A join that fails its own checks is
+ * answered without asking.
+ */
+function joinAllowed(
+  ctx: DialectContext,
+  session: Session,
+  state: GarinChatState,
+  fields: Fields,
+): DialectResult {
+  const checked = checkName(fields.username);
+  if (state.phase !== "join" || !checked.ok) return join(ctx, session, state, fields, ctx.now());
+  const name = checked.name;
+  const refused = (command: string) => () => [
+    close(CloseCode.PolicyViolation, `The authorizer refused this ${command}`),
+  ];
+  const login = { command: "login", args: { name }, name: null } as const;
+  const entry = { command: "join", args: { channel: roomChannel(fields.room) }, name } as const;
+  return whenAllowed(ctx, session, NAME, login, () =>
+    whenAllowed(
+      ctx,
+      session,
+      NAME,
+      entry,
+      () => join(ctx, session, state, fields, ctx.now()),
+      refused("join"),
+    ), refused("login"));
+}
+
+/** `message`, once the authorizer (if any) allows it; refused, it is dropped, as over limits. */
+function messageAllowed(
+  ctx: DialectContext,
+  session: Session,
+  state: GarinChatState,
+  body: string,
+  original: Record<string, unknown>,
+): DialectResult {
+  if (state.phase !== "room" || body === "" || body.length > ctx.config.maxTextLength) {
+    return message(ctx, session, state, body, original);
+  }
+  const question = {
+    command: "broadcast",
+    args: { channel: state.channel, text: body },
+    name: state.username,
+  } as const;
+  return whenAllowed(
+    ctx,
+    session,
+    NAME,
+    question,
+    () => message(ctx, session, state, body, original),
+    () => [],
+  );
 }
 
 /** `message`: to everyone in the room but the sender; an empty body is ignored. */

@@ -14,7 +14,13 @@
  * @module
  */
 import { type GlobalRoomState, openGlobalRoom } from "./_global_room.ts";
-import { type Dialect, type DialectContext, unprovenShown } from "./dialect.ts";
+import {
+  type Dialect,
+  type DialectContext,
+  type DialectResult,
+  unprovenShown,
+  whenAllowed,
+} from "./dialect.ts";
 import type { MessageFrame } from "../core/protocol.ts";
 import { checkName, foldName } from "../core/names.ts";
 import { claimName, releaseName } from "../core/registry.ts";
@@ -31,6 +37,7 @@ export const ERRORS = {
   unknownType: "Unknown message type",
   notLoggedIn: "Log in before chatting",
   tooLong: "Message too long",
+  forbidden: "Not allowed",
 } as const;
 
 /** The core channel a connection listens on, fixed when it opens. */
@@ -79,13 +86,16 @@ export const loginChat: Dialect<LoginChatState> = {
   },
 };
 
-/** `login`: claims the name server-wide; a connection holds one name, so a new one replaces it. */
+/**
+ * `login`: claims the name server-wide, once the authorizer (if any) allows it; a connection
+ * holds one name, so a new one replaces it.
+ */
 function login(
   ctx: DialectContext,
   session: Session,
   state: LoginChatState,
   username: unknown,
-): Effect[] {
+): DialectResult {
   const failure = [reply("login_failure", username)];
   if (typeof username !== "string") return failure;
   // The original takes any string; names reach every protocol, so they keep to the native rules.
@@ -96,14 +106,18 @@ function login(
   const previous = session.name;
   // Like the original, a name is taken even when it is this connection's own.
   if (previous !== null && foldName(previous) === foldName(name)) return failure;
-  releaseName(ctx.registry, session.id);
-  if (!claimName(ctx.registry, name, session.id)) {
-    // Synchronous, so nobody can have taken the old name meanwhile.
-    if (previous !== null) claimName(ctx.registry, previous, session.id);
-    return failure;
-  }
-  session.name = name;
-  return [...rename(ctx, session, state, name), reply("logged_in", username)];
+  const question = { command: "login", args: { name }, name: previous } as const;
+  return whenAllowed(ctx, session, NAME, question, () => {
+    // (The connection's name cannot have changed meanwhile: its frames wait their turn.)
+    releaseName(ctx.registry, session.id);
+    if (!claimName(ctx.registry, name, session.id)) {
+      // Synchronous, so nobody can have taken the old name meanwhile.
+      if (previous !== null) claimName(ctx.registry, previous, session.id);
+      return failure;
+    }
+    session.name = name;
+    return [...rename(ctx, session, state, name), reply("logged_in", username)];
+  }, () => failure);
 }
 
 /** `logout`: frees the connection's own name only; the answer is the same either way. */
@@ -126,32 +140,43 @@ function logout(
   return effects;
 }
 
-/** `chat`: to every socket of the room, the sender included, under the connection's own name. */
+/**
+ * `chat`: to every socket of the room, the sender included, under the connection's own name,
+ * once the authorizer (if any) allows it.
+ */
 function chat(
   ctx: DialectContext,
   session: Session,
   state: LoginChatState,
   username: unknown,
   original: Record<string, unknown>,
-): Effect[] {
-  if (session.name === null) return [reply("error", username, ERRORS.notLoggedIn)];
+): DialectResult {
+  const from = session.name;
+  if (from === null) return [reply("error", username, ERRORS.notLoggedIn)];
   const { value } = original;
   const text = typeof value === "string" ? value : value == null ? "" : JSON.stringify(value);
   if (text.length > ctx.config.maxTextLength) return [reply("error", username, ERRORS.tooLong)];
-  const frame: MessageFrame = {
-    type: "message",
-    channel: state.channel,
-    from: session.name,
-    text,
-    id: ctx.messageId(),
-    ts: new Date(ctx.now()).toISOString(),
-  };
-  return [{
-    kind: "publish",
-    channel: state.channel,
-    frame,
-    origin: { dialect: NAME, original: { value } },
-  }];
+  const question = {
+    command: "broadcast",
+    args: { channel: state.channel, text },
+    name: from,
+  } as const;
+  return whenAllowed(ctx, session, NAME, question, () => {
+    const frame: MessageFrame = {
+      type: "message",
+      channel: state.channel,
+      from,
+      text,
+      id: ctx.messageId(),
+      ts: new Date(ctx.now()).toISOString(),
+    };
+    return [{
+      kind: "publish",
+      channel: state.channel,
+      frame,
+      origin: { dialect: NAME, original: { value } },
+    }];
+  }, () => [reply("error", username, ERRORS.forbidden)]);
 }
 
 /**

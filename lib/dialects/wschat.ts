@@ -22,10 +22,12 @@ import {
   type DialectContext,
   type DialectResult,
   tokensRequired,
+  whenAllowed,
 } from "./dialect.ts";
 import { checkName, foldName, unprovenName } from "../core/names.ts";
 import type { MessageFrame } from "../core/protocol.ts";
 import type { Effect } from "../core/router.ts";
+import type { Session } from "../core/session.ts";
 
 const NAME = "wschat";
 
@@ -62,11 +64,11 @@ export const wschat: Dialect<WschatState> = {
     return openGlobalRoom(ctx, session);
   },
 
-  receive(ctx, _session, state, text) {
+  receive(ctx, session, state, text) {
     const parsed = parseMessage(text, ctx.config.maxTextLength);
     if (parsed === null) return []; // dropped: wschat has no error frames
-    if (!tokensRequired(ctx)) return [publish(ctx, state, parsed)];
-    return checkSender(ctx, state, parsed);
+    if (!tokensRequired(ctx)) return send(ctx, session, state, parsed);
+    return checkSender(ctx, session, state, parsed);
   },
 
   encode(frame, origin) {
@@ -107,6 +109,22 @@ function parseMessage(text: string, maxLength: number): Parsed | null {
   return { fields, jwt };
 }
 
+/** Publishes a message once the authorizer (if any) allows it; refused, it is dropped. */
+function send(
+  ctx: DialectContext,
+  session: Session,
+  state: WschatState,
+  parsed: Parsed,
+): DialectResult {
+  const { usr, msg } = parsed.fields;
+  const question = {
+    command: "broadcast",
+    args: { channel: state.channel, text: msg },
+    name: usr,
+  } as const;
+  return whenAllowed(ctx, session, NAME, question, () => [publish(ctx, state, parsed)], () => []);
+}
+
 /** Publishes a message to the room, sender included, stamped now. */
 function publish(ctx: DialectContext, state: WschatState, { fields }: Parsed): Effect {
   const frame: MessageFrame = {
@@ -135,13 +153,18 @@ function publish(ctx: DialectContext, state: WschatState, { fields }: Parsed): E
  * a public key or key set (modes the original never had). Anything else is
  * dropped, as the original drops a bad token.
  */
-function checkSender(ctx: DialectContext, state: WschatState, parsed: Parsed): DialectResult {
+function checkSender(
+  ctx: DialectContext,
+  session: Session,
+  state: WschatState,
+  parsed: Parsed,
+): DialectResult {
   const { jwt } = parsed;
   const secretMode = ctx.config.jwtSecret !== null;
   if (jwt === undefined || jwt === null) {
     if (secretMode) return [];
     parsed.fields.usr = unprovenName(parsed.fields.usr);
-    return [publish(ctx, state, parsed)];
+    return send(ctx, session, state, parsed);
   }
   if (typeof jwt !== "string" || (secretMode && !isHs256(jwt))) return [];
   return ctx.jwt!.verify(jwt, ctx.now()).then((verified) => {
@@ -150,7 +173,7 @@ function checkSender(ctx: DialectContext, state: WschatState, parsed: Parsed): D
     // The token proves one user: a message under another `usr` would speak for someone else.
     if (foldName(name) !== foldName(parsed.fields.usr)) return [];
     if (channels !== null && !channelMatcher(channels)(state.channel)) return [];
-    return [publish(ctx, state, parsed)];
+    return send(ctx, session, state, parsed);
   });
 }
 

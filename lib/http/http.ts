@@ -59,8 +59,16 @@ export interface HttpDeps {
   admit(ip: string): Refusal | null;
   /** Gives back a connection `admit` reserved for an upgrade that will not happen. */
   release(ip: string): void;
-  /** Asks the authorizer webhook about an upgrade from `ip`; absent when there is none. */
-  authorizeUpgrade?(request: Request, ip: string): Promise<Decision>;
+  /**
+   * Asks the authorizer webhook about an upgrade from `ip` to `dialect` (undefined: the native
+   * protocol) at `path` (after any `/compat/NAME` prefix); absent when there is none.
+   */
+  authorizeUpgrade?(
+    request: Request,
+    ip: string,
+    dialect: string | undefined,
+    path: string,
+  ): Promise<Decision>;
   /** Answers `/api/…`. */
   api: ApiHandler;
   /** The dialects sockets may speak, by name. */
@@ -125,7 +133,7 @@ export function createHttpHandler(deps: HttpDeps): HttpHandler {
         "retry-after": String(refusal.retryAfterSeconds),
       });
     }
-    const decision = await deps.authorizeUpgrade?.(request, ip) ?? "allow";
+    const decision = await deps.authorizeUpgrade?.(request, ip, dialect, path) ?? "allow";
     if (decision !== "allow") deps.release(ip);
     if (decision !== "allow") refused(decision === "down" ? 503 : 403, `authorizer_${decision}`);
     if (decision === "down") {

@@ -29,6 +29,8 @@ interface AuthBody {
   // deno-lint-ignore no-explicit-any
   args: Record<string, any>;
   name?: string | null;
+  /** The protocol: "native", or a dialect's name. */
+  dialect?: string;
 }
 
 /** How the stub answers one call. */
@@ -203,9 +205,15 @@ Deno.test("authorizer: an allowed upgrade opens; the connect body carries canoni
     assert.equal(client.hello.type, "hello");
     assert.equal(stub.bodies.length, 1, "one call per upgrade");
     const body = stub.bodies[0];
-    assert.deepEqual(Object.keys(body).sort(), ["args", "command"], "no name on connect");
+    assert.deepEqual(
+      Object.keys(body).sort(),
+      ["args", "command", "dialect"],
+      "no name on connect",
+    );
     assert.equal(body.command, "connect");
-    assert.deepEqual(Object.keys(body.args).sort(), ["headers", "query"]);
+    assert.equal(body.dialect, "native");
+    assert.deepEqual(Object.keys(body.args).sort(), ["headers", "path", "query"]);
+    assert.equal(body.args.path, "/ws");
     assert.deepEqual(body.args.query, { room: ["a", "b"], solo: ["1"] });
     const headers: Record<string, unknown> = body.args.headers;
     assert.deepEqual(headers["Sec-Websocket-Version"], ["13"]);
@@ -343,9 +351,9 @@ Deno.test("authorizer: login, join and broadcast are asked about with their args
     assert.equal(message.text, "hi");
   }
   assert.deepEqual(stub.bodies.slice(start), [
-    { command: "login", args: { name: "alice" }, name: null },
-    { command: "join", args: { channel: "x" }, name: "alice" },
-    { command: "broadcast", args: { channel: "x", text: "hi" }, name: "alice" },
+    { command: "login", args: { name: "alice" }, name: null, dialect: "native" },
+    { command: "join", args: { channel: "x" }, name: "alice", dialect: "native" },
+    { command: "broadcast", args: { channel: "x", text: "hi" }, name: "alice", dialect: "native" },
   ]);
   assert.ok(
     stub.requests.every((r) => r.method === "POST" && r.contentType === "application/json"),

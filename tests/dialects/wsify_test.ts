@@ -460,9 +460,11 @@ Deno.test("wsify: the authorizer gets wsify's connect body, then each message as
   const client = await connect(server, "?token=abc&token=def");
   try {
     const connect = stub.bodies[0];
-    assert.deepEqual(Object.keys(connect), ["command", "args"]);
+    assert.deepEqual(Object.keys(connect), ["command", "args", "dialect"]);
     assert.equal(connect.command, "connect");
-    assert.deepEqual(Object.keys(connect.args), ["headers", "query"]);
+    assert.equal(connect.dialect, "wsify", "which protocol, for an authorizer that serves several");
+    assert.deepEqual(Object.keys(connect.args), ["headers", "query", "path"]);
+    assert.equal(connect.args.path, "/ws", "the path after /compat/wsify");
     assert.deepEqual(connect.args.query, { token: ["abc", "def"] });
     assert.deepEqual(connect.args.headers["Upgrade"], ["websocket"]);
     assert.deepEqual(connect.args.headers["Sec-Websocket-Version"], ["13"]);
