@@ -213,6 +213,12 @@ export function createContext(
     },
     log,
     reconnected: () => hooks.reconnected(),
+    // As a slow consumer is: the client reconnects and rejoins with `since`, which tells the gap.
+    missed(channel) {
+      for (const id of [...core.channels.members.get(channel)?.keys() ?? []]) {
+        if (id > 0) hooks.end(id, CloseCode.TryAgainLater, "Messages were lost on the way here");
+      }
+    },
   });
   if (cluster !== null) {
     core.registry.watcher = {

@@ -9,6 +9,15 @@
  * listing counts them. A node that stops beating for a lease is dropped,
  * and its members leave with a presence `leave` for the members here.
  *
+ * Numbered messages (a shared log's) must reach this node's members all, in
+ * seq order: a node keeps, per channel it has members in, the last seq it
+ * delivered, and when the bus skipped some (its connection dropped and came
+ * back: `up`; or a seq that does not follow on), it reads them back from the
+ * log (`Engine.replay`) and delivers them before what the bus brings
+ * meanwhile, each once. When they cannot be read back (trimmed, the history
+ * started over, the log out of reach), its members there are told
+ * (`missed`) rather than left with a silent gap.
+ *
  * After the engine comes back (a Redis restart may have forgotten every
  * name), a node admits no new login until every node it knows has put its
  * names back in the store: each node re-asserts its own names before it
@@ -55,6 +64,11 @@ export interface ClusterOptions {
   log: Logger;
   /** The engine is connected (again): what waited for the shared store may go ahead. */
   reconnected?(): void;
+  /**
+   * Numbered messages of `channel` never reached this node and cannot be
+   * read back: its members here must learn of the gap (rejoin with `since`).
+   */
+  missed?(channel: string): void;
 }
 
 /** This node's view of the cluster. */
@@ -71,6 +85,8 @@ export interface Cluster {
   joined(channel: string, id: SessionId, name: string): void;
   /** Local session `id` left `channel`. */
   left(channel: string, id: SessionId): void;
+  /** A read of `channel`'s log for a local join found its head at `seq`: members here have all up to it. */
+  head(channel: string, seq: number): void;
   /** Asks every other node to remove the holder of folded `key`. */
   kick(key: string): void;
   /** Members of `channel` on other nodes. */
@@ -90,6 +106,23 @@ export interface Cluster {
 /** Whether a published frame is a message a shared log numbered. */
 function isNumbered(frame: { type: string; seq?: unknown }): boolean {
   return frame.type === "message" && typeof frame.seq === "number";
+}
+
+/** Missed messages read back per replay call. */
+const REPLAY_PAGE = 500;
+
+type Pub = Extract<BusMessage, { t: "pub" }>;
+
+/** Where this node is in a channel's numbered messages (a channel with members here). */
+interface Track {
+  /** The run of the history `seq` counts in; undefined while only a join's read has told it. */
+  gen: string | undefined;
+  /** The last seq delivered here, or the head a join's read found. */
+  seq: number;
+  /** While missed messages are read back: what the bus brings meanwhile, in order. */
+  held?: { message: Pub; own: boolean }[];
+  /** Whether a replay read is under way. */
+  reading?: boolean;
 }
 
 /** What this node knows of another. */
@@ -125,6 +158,9 @@ export function createCluster(options: ClusterOptions): Cluster {
   let stopped = false;
   /** How many times claims were admitted after coming up; the first is the start, not logged. */
   let recoveries = 0;
+  /** Channels with members here, where this node is in their numbered messages. */
+  const tracks = new Map<string, Track>();
+  const { replay } = engine;
 
   const ownerOf = (id: SessionId) => `${nodeId}:${id}`;
 
@@ -210,11 +246,109 @@ export function createCluster(options: ClusterOptions): Cluster {
     node.memberships.clear();
   };
 
+  /** Members of `channel` on this node (sessions joining included). */
+  const localMembers = (channel: string) =>
+    (channels.members.get(channel)?.size ?? 0) - (remoteCounts.get(channel) ?? 0);
+
+  const deliverPub = (message: Pub, own: boolean) => {
+    if (own) options.deliver(message.c, message.f as ServerFrame, message.o, message.x);
+    else options.deliver(message.c, message.f as ServerFrame, message.o);
+  };
+
+  /** Delivers a numbered message once and in seq order, reading back what the bus skipped. */
+  const numbered = (message: Pub, own: boolean) => {
+    const { c: channel, g: gen } = message;
+    const seq = message.f.seq as number;
+    // Without a run (Deno KV's log delivers each channel in order itself), as it comes.
+    if (gen === undefined || replay === undefined) return deliverPub(message, own);
+    const track = tracks.get(channel);
+    if (track === undefined) {
+      if (localMembers(channel) > 0) tracks.set(channel, { gen, seq });
+      return deliverPub(message, own);
+    }
+    if (track.held !== undefined) return void track.held.push({ message, own });
+    // A history that started over (expired, or a store that lost it) counts from 1 again.
+    const last = track.gen === undefined || track.gen === gen ? track.seq : 0;
+    if (seq <= last) return; // read back already, or older than the join that began the track
+    track.gen = gen;
+    track.seq = last;
+    if (seq === last + 1) {
+      track.seq = seq;
+      return deliverPub(message, own);
+    }
+    track.held = [{ message, own }];
+    catchUp(channel, track);
+  };
+
+  /** Reads back from the log what `channel`'s members here missed, then what was held meanwhile. */
+  const catchUp = (channel: string, track: Track) => {
+    track.held ??= [];
+    if (track.reading) return;
+    track.reading = true;
+    const step = () => {
+      replay!(channel, track.seq, REPLAY_PAGE).then((found) => {
+        track.reading = false;
+        if (stopped || tracks.get(channel) !== track) return;
+        if (found === null && !up) return; // cut off again: the next `up` reads again
+        const same = found !== null && (
+          found.gen === "" ? track.seq === 0 : track.gen === undefined || found.gen === track.gen
+        );
+        if (!same) return lost(channel, track);
+        for (const { node, message } of found.messages) {
+          const payload = decodePayload(`{"n":${JSON.stringify(node || "?")},"m":[${message}]}`);
+          const pub = payload?.m[0];
+          if (pub?.t !== "pub" || (pub.f as { seq?: unknown }).seq !== track.seq + 1) {
+            return lost(channel, track);
+          }
+          track.gen = found.gen;
+          track.seq++;
+          deliverPub(pub, node === nodeId);
+        }
+        if (found.top > track.seq) {
+          if (found.messages.length < REPLAY_PAGE) return lost(channel, track);
+          track.reading = true;
+          return step();
+        }
+        release(track);
+      });
+    };
+    step();
+  };
+
+  /** Delivers what was held during a read back, in order (a gap in it reads back again). */
+  const release = (track: Track) => {
+    const held = track.held ?? [];
+    track.held = undefined;
+    for (const { message, own } of held) numbered(message, own);
+  };
+
+  /** `channel`'s missed messages cannot be read back: its members here are told. */
+  const lost = (channel: string, track: Track) => {
+    options.log.warn(
+      "cluster: numbered messages never reached this node; members here must rejoin",
+      {
+        channel,
+      },
+    );
+    tracks.delete(channel);
+    options.missed?.(channel);
+    for (const { message, own } of track.held ?? []) numbered(message, own);
+  };
+
+  /** Forgets where this node is in `channel` once no member here is left. */
+  const untrack = (channel: string) => {
+    const track = tracks.get(channel);
+    if (track === undefined || localMembers(channel) > 0) return;
+    tracks.delete(channel);
+    for (const { message, own } of track.held ?? []) deliverPub(message, own);
+  };
+
   const receive = (from: string, message: BusMessage) => {
     const node = nodeFor(from);
     switch (message.t) {
       case "pub":
-        options.deliver(message.c, message.f as ServerFrame, message.o);
+        if (isNumbered(message.f)) numbered(message, false);
+        else options.deliver(message.c, message.f as ServerFrame, message.o);
         break;
       case "join":
         addMember(node, message.c, message.s, message.m);
@@ -366,14 +500,7 @@ export function createCluster(options: ClusterOptions): Cluster {
         // Our own, echoed by the bus: only messages a shared log numbered are delivered here (in
         // the log's order, the channel's order); everything else went out locally already.
         for (const message of decoded.m) {
-          if (message.t === "pub" && isNumbered(message.f)) {
-            options.deliver(
-              message.c,
-              message.f as ServerFrame,
-              message.o,
-              (message as { x?: number }).x,
-            );
-          }
+          if (message.t === "pub" && isNumbered(message.f)) numbered(message, true);
         }
         return;
       }
@@ -408,6 +535,11 @@ export function createCluster(options: ClusterOptions): Cluster {
       send({ t: "hello" });
       reassert();
       options.reconnected?.();
+      // What the bus dropped meanwhile is read back before anything it brings from now on.
+      for (const [channel, track] of tracks) {
+        if (localMembers(channel) > 0) catchUp(channel, track);
+        else untrack(channel);
+      }
     },
     down(reason) {
       if (stopped) return;
@@ -480,6 +612,11 @@ export function createCluster(options: ClusterOptions): Cluster {
     },
     left(channel, id) {
       send({ t: "leave", c: channel, s: id });
+      untrack(channel);
+    },
+    head(channel, seq) {
+      if (replay === undefined || tracks.has(channel) || localMembers(channel) === 0) return;
+      tracks.set(channel, { gen: undefined, seq });
     },
     kick(key) {
       send({ t: "kick", k: key });

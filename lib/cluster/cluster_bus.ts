@@ -15,7 +15,9 @@ const busMessageSchema = z.discriminatedUnion("t", [
   /**
    * A frame for a channel's members on every node; `o` is the origin for
    * dialect encoders, `x` the session on the sending node that must not
-   * receive it (the sender's own, when the bus echoes it back).
+   * receive it (the sender's own, when the bus echoes it back); `g`, on a
+   * message a shared log numbered, names the run of the channel's history
+   * its seq counts in (a node checks that its seqs follow on, see `cluster.ts`).
    */
   z.object({
     t: z.literal("pub"),
@@ -24,6 +26,7 @@ const busMessageSchema = z.discriminatedUnion("t", [
     o: z.object({ dialect: z.string(), original: z.record(z.string(), z.unknown()).optional() })
       .optional(),
     x: session.optional(),
+    g: z.string().optional(),
   }),
   /** A member of this node entered a channel. */
   z.object({ t: z.literal("join"), c: z.string(), s: session, m: z.string() }),

@@ -70,6 +70,25 @@ export interface Engine {
   stop(): Promise<void>;
   /** The history every node shares; absent for a lone node. */
   readonly log?: SharedLog;
+  /**
+   * The numbered messages of `channel` after seq `after` (at most `limit`),
+   * as the bus carried them, for a node that missed them on the bus; null
+   * when the store cannot be reached. Absent where the log delivers each
+   * channel itself (Deno KV).
+   */
+  replay?(channel: string, after: number, limit: number): Promise<Missed | null>;
+}
+
+/**
+ * What a shared log holds of a channel after a seq: the run of its history
+ * (`gen`, "" when it has none: never written, expired or lost), its head,
+ * and the stored messages after the seq, oldest first, each as the bus
+ * carried it (`node` published `message`, a bus message).
+ */
+export interface Missed {
+  gen: string;
+  top: number;
+  messages: { node: string; message: string }[];
 }
 
 /** In-process engines sharing one bus and one name store, with the store's outages at a test's command. */
@@ -145,7 +164,13 @@ function memoryEngines(shared: boolean, options: MemoryClusterOptions): MemoryCl
         kind: "memory",
         shared,
         // A stopped engine's history is out of reach, as a closed Redis connection's is.
-        ...(history && { log: history.view(() => link.connected && links.has(engine)) }),
+        ...(history && {
+          log: history.view(() => link.connected && links.has(engine)),
+          replay: (channel: string, after: number, limit: number) =>
+            Promise.resolve(
+              link.connected && links.has(engine) ? history.replay(channel, after, limit) : null,
+            ),
+        }),
         start(l) {
           link.listener = l;
           queueMicrotask(() => link.connected && link.listener === l && l.up());

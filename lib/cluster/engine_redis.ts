@@ -135,6 +135,8 @@ export function createRedisEngine({ url, prefix, history }: RedisEngineOptions):
     kind: "redis",
     shared: true,
     log,
+    replay: (channel, after, limit) =>
+      up ? log.replay(channel, after, limit) : Promise.resolve(null),
     start(l) {
       listener = l;
       // Failures are retried by the client; they surface as down/up, never as rejections.

@@ -10,6 +10,7 @@
  * @module
  */
 import type { Clock } from "../core/clock.ts";
+import type { Missed } from "./engine.ts";
 import {
   canRecover,
   clampLimit,
@@ -35,14 +36,18 @@ export interface MemoryHistory {
   view(reachable: () => boolean): SharedLog;
   /** Forgets every channel and key, as a Redis without persistence does when it restarts. */
   forget(): void;
+  /** The channel's messages after seq `after`, as the bus carried them (`Engine.replay`). */
+  replay(channel: string, after: number, limit: number): Missed;
 }
 
 /** A channel's meta hash and stream in one: they expire together, as in Redis. */
 interface ChannelLog {
   epoch: string;
+  /** The run of the history its seqs count in: new when the history starts over, not with an epoch. */
+  gen: string;
   top: number;
-  /** Stored frames' JSON, oldest first. */
-  entries: { seq: number; frame: string }[];
+  /** Stored frames' JSON, oldest first, with the bus message that carried each and its node. */
+  entries: { seq: number; frame: string; bus: string; node: string }[];
   expiresAt: number;
 }
 
@@ -64,7 +69,13 @@ export function createMemoryHistory(
   const ensure = (channel: string): ChannelLog => {
     const found = channels.get(channel);
     if (found !== undefined && found.expiresAt > now()) return found;
-    const log: ChannelLog = { epoch: newEpoch(), top: 0, entries: [], expiresAt: now() + ttlMs };
+    const log: ChannelLog = {
+      epoch: newEpoch(),
+      gen: newEpoch(),
+      top: 0,
+      entries: [],
+      expiresAt: now() + ttlMs,
+    };
     channels.set(channel, log);
     return log;
   };
@@ -102,9 +113,10 @@ export function createMemoryHistory(
             }
             const seq = ++log.top;
             const frame = `${message.frameOpen},"seq":${seq}}`;
-            log.entries.push({ seq, frame });
+            const bus = `${message.busOpen}${frame},"g":${JSON.stringify(log.gen)}}`;
+            log.entries.push({ seq, frame, bus, node });
             if (key !== undefined) keys.set(key, { seq, id: message.id, expiresAt: now() + ttlMs });
-            parts.push(`${message.busOpen}${frame}}`);
+            parts.push(bus);
             results.push({ seq, id: message.id, duplicate: false });
           }
           if (parts.length > 0) {
@@ -159,6 +171,14 @@ export function createMemoryHistory(
     forget() {
       channels.clear();
       keys.clear();
+    },
+    replay(channel, after, limit) {
+      // A read, so it makes no history (as Redis's replay makes no key).
+      const log = channels.get(channel);
+      if (log === undefined || log.expiresAt <= now()) return { gen: "", top: 0, messages: [] };
+      const messages = log.entries.filter((entry) => entry.seq > after).slice(0, limit)
+        .map(({ node, bus }) => ({ node, message: bus }));
+      return { gen: log.gen, top: log.top, messages };
     },
   };
 }

@@ -5,10 +5,14 @@
  * slot, so one script may touch them all):
  *
  * - `PREFIX:hist:{C}`: a stream of the stored `message` frames, entry id
- *   `SEQ-0` (so ranges by seq are ranges by id), one field `f` holding the
- *   frame's JSON; trimmed to the newest `maxPerChannel` entries;
- * - `PREFIX:hmeta:{C}`: a hash with the channel's `epoch` and `top` (the
- *   last seq given out);
+ *   `SEQ-0` (so ranges by seq are ranges by id), field `f` holding the
+ *   frame's JSON, and `b` and `n` what the bus carried it in and the node
+ *   that sent it (for a node that missed it on the bus: `replay`); trimmed
+ *   to the newest `maxPerChannel` entries;
+ * - `PREFIX:hmeta:{C}`: a hash with the channel's `epoch`, `top` (the
+ *   last seq given out) and `gen`, which names this run of the history: set
+ *   when the hash is made (seq starts at 1), kept by a new epoch (a hash
+ *   from before `gen` existed counts as gen "0");
  * - `PREFIX:hkey:{C}:FROM\0KEY` → `"SEQ ID"`: a sender's idempotency key,
  *   kept for `ttlMs`.
  *
@@ -43,6 +47,8 @@ import {
   type SharedRecovery,
   type StoredMessage,
 } from "../store/store.ts";
+import { busOpen } from "./cluster_bus.ts";
+import type { Missed } from "./engine.ts";
 
 /** Where the log keeps its keys and publishes, and what it keeps. */
 export interface RedisLogOptions {
@@ -62,12 +68,12 @@ export interface RedisLogOptions {
  */
 const ENSURE_META = `
 local function ensureMeta(stream, meta, candidate, ttl)
-  local head = redis.call('HMGET', meta, 'epoch', 'top')
-  if head[1] then return head[1], tonumber(head[2]) or 0 end
+  local head = redis.call('HMGET', meta, 'epoch', 'top', 'gen')
+  if head[1] then return head[1], tonumber(head[2]) or 0, head[3] or '0' end
   redis.call('DEL', stream)
-  redis.call('HSET', meta, 'epoch', candidate, 'top', 0)
+  redis.call('HSET', meta, 'epoch', candidate, 'top', 0, 'gen', candidate)
   redis.call('PEXPIRE', meta, ttl)
-  return candidate, 0
+  return candidate, 0, candidate
 end
 `;
 
@@ -80,7 +86,7 @@ end
 const APPEND_SCRIPT = ENSURE_META + `
 local stream, meta = KEYS[1], KEYS[2]
 local ttl = ARGV[4]
-local epoch = ensureMeta(stream, meta, ARGV[5], ttl)
+local epoch, _, gen = ensureMeta(stream, meta, ARGV[5], ttl)
 local results, parts = {epoch}, {}
 for i = 6, #ARGV, 4 do
   local k, id = tonumber(ARGV[i]), ARGV[i + 1]
@@ -94,9 +100,9 @@ for i = 6, #ARGV, 4 do
   else
     local seq = redis.call('HINCRBY', meta, 'top', 1)
     local frame = ARGV[i + 2] .. ',"seq":' .. seq .. '}'
-    redis.call('XADD', stream, seq .. '-0', 'f', frame)
+    redis.call('XADD', stream, seq .. '-0', 'f', frame, 'b', ARGV[i + 3], 'n', ARGV[2])
     if k > 0 then redis.call('SET', KEYS[k], seq .. ' ' .. id, 'PX', ttl) end
-    parts[#parts + 1] = ARGV[i + 3] .. frame .. '}'
+    parts[#parts + 1] = ARGV[i + 3] .. frame .. ',"g":"' .. gen .. '"}'
     results[#results + 1] = seq
     results[#results + 1] = id
     results[#results + 1] = 0
@@ -159,7 +165,32 @@ if epoch == current then epoch = ARGV[3] end
 redis.call('HSET', KEYS[2], 'epoch', epoch)
 return epoch`;
 
+/**
+ * KEYS: stream, meta. ARGV: after, limit. Makes nothing. Returns the gen
+ * ("" when the channel has no history) and top, then per entry after seq
+ * AFTER (at most LIMIT): its node's JSON, bus opening and frame ("" for
+ * the first two in entries stored before they were).
+ */
+const REPLAY_SCRIPT = `
+local head = redis.call('HMGET', KEYS[2], 'top', 'gen')
+if not head[1] then return {'', 0} end
+local result = {head[2] or '0', tonumber(head[1])}
+local entries = redis.call('XRANGE', KEYS[1], (tonumber(ARGV[1]) + 1) .. '-0', '+', 'COUNT', ARGV[2])
+for _, entry in ipairs(entries) do
+  local fields = {}
+  for i = 1, #entry[2], 2 do fields[entry[2][i]] = entry[2][i + 1] end
+  result[#result + 1] = fields['n'] or ''
+  result[#result + 1] = fields['b'] or ''
+  result[#result + 1] = fields['f']
+end
+return result`;
+
 type Scripted = Redis & {
+  hubbubHistReplay(
+    stream: string,
+    meta: string,
+    ...args: (string | number)[]
+  ): Promise<(string | number)[]>;
   hubbubHistAppend(keyCount: number, ...args: (string | number)[]): Promise<(string | number)[]>;
   hubbubHistRead(
     stream: string,
@@ -199,13 +230,17 @@ const reason = (error: unknown): string => error instanceof Error ? error.messag
  * await log.latest("lobby", 50); // { epoch: "k3…", seq: 0, messages: [] }
  * ```
  */
-export function createRedisLog(redis: Redis, options: RedisLogOptions): SharedLog {
+export function createRedisLog(
+  redis: Redis,
+  options: RedisLogOptions,
+): SharedLog & { replay(channel: string, after: number, limit: number): Promise<Missed | null> } {
   const { prefix, busChannel } = options;
   const maxPerChannel = Math.max(1, Math.floor(options.maxPerChannel));
   const ttlMs = Math.max(1, Math.floor(options.ttlMs));
   redis.defineCommand("hubbubHistAppend", { lua: APPEND_SCRIPT });
   redis.defineCommand("hubbubHistRead", { lua: READ_SCRIPT, numberOfKeys: 2 });
   redis.defineCommand("hubbubHistEpoch", { lua: NEW_EPOCH_SCRIPT, numberOfKeys: 2 });
+  redis.defineCommand("hubbubHistReplay", { lua: REPLAY_SCRIPT, numberOfKeys: 2 });
   const scripted = redis as Scripted;
 
   const streamOf = (channel: string) => `${prefix}:hist:{${channel}}`;
@@ -238,6 +273,28 @@ export function createRedisLog(redis: Redis, options: RedisLogOptions): SharedLo
     found === null ? null : { epoch: found.epoch, seq: found.seq, messages: found.messages };
 
   return {
+    async replay(channel, after, limit) {
+      try {
+        const [gen, top, ...flat] = await scripted.hubbubHistReplay(
+          streamOf(channel),
+          metaOf(channel),
+          after,
+          limit,
+        );
+        const tail = `,"g":${JSON.stringify(String(gen))}}`;
+        const messages: Missed["messages"] = [];
+        for (let i = 0; i < flat.length; i += 3) {
+          const [node, open, frame] = [String(flat[i]), String(flat[i + 1]), String(flat[i + 2])];
+          messages.push({
+            node: node === "" ? "" : JSON.parse(node),
+            message: `${open === "" ? busOpen(channel) : open}${frame}${tail}`,
+          });
+        }
+        return { gen: String(gen), top: Number(top), messages };
+      } catch {
+        return null;
+      }
+    },
     async append(node, channel, messages: readonly SharedMessage[]): Promise<SharedAppended> {
       const keys = [streamOf(channel), metaOf(channel)];
       const args: (string | number)[] = [

@@ -6,7 +6,7 @@
  * empty means a new epoch, and recovery from the old one says so.
  */
 import assert from "node:assert/strict";
-import { type TestClient, withTimeout } from "../_helpers.ts";
+import { type TestClient, waitFor, withTimeout } from "../_helpers.ts";
 import {
   assertContinuous,
   assertIn,
@@ -201,8 +201,8 @@ Deno.test("history cluster e2e: Redis restarted empty: a new epoch, and since wi
   const nodes = await startNodes(redis);
   const clients: TestClient[] = [];
   try {
-    const alice = await member(nodes[0].wsUrl, "alice", CHANNEL);
-    const bob = await member(nodes[1].wsUrl, "bob", CHANNEL);
+    let alice = await member(nodes[0].wsUrl, "alice", CHANNEL);
+    let bob = await member(nodes[1].wsUrl, "bob", CHANNEL);
     clients.push(alice.client, bob.client);
     const epoch = alice.joined.epoch;
     // Another channel for the outage: one that gets unnumbered messages is given a new epoch
@@ -237,9 +237,24 @@ Deno.test("history cluster e2e: Redis restarted empty: a new epoch, and since wi
 
     await redis.start();
     for (const node of nodes) await waitForMetric(node, "hubbub_cluster_up", 1, 10_000);
+    // Their seqs start over, which a client that drops what it has seen would drop: each node
+    // closes its members of the channel (1013), and they come back with since.
+    for (const client of [alice.client, bob.client]) {
+      const closed = await withTimeout(client.closed, "a close after Redis lost the history");
+      assert.equal(closed.code, 1013);
+    }
+    for (const node of nodes) {
+      await waitFor("the node admitting logins", async () => {
+        const ready = await fetch(`${node.url}/readyz`);
+        await ready.body?.cancel();
+        return ready.ok;
+      }, 10_000);
+    }
+    alice = await member(nodes[0].wsUrl, "alice", CHANNEL, { since: { epoch, seq: 5 } });
+    bob = await member(nodes[1].wsUrl, "bob", CHANNEL, { since: { epoch, seq: 5 } });
+    clients.push(alice.client, bob.client);
     const epochs = [];
-    for (const [who, client] of [["alice", alice.client], ["bob", bob.client]] as const) {
-      const joined = await rejoin(client, { since: { epoch, seq: 5 } });
+    for (const [who, { joined }] of [["alice", alice], ["bob", bob]] as const) {
       assert.equal(joined.recovered, false, who);
       assert.notEqual(joined.epoch, epoch, who);
       assert.match(joined.epoch, /^\S+$/, who);
