@@ -343,6 +343,40 @@ export function createCluster(options: ClusterOptions): Cluster {
     for (const { message, own } of track.held ?? []) deliverPub(message, own);
   };
 
+  /**
+   * Replaces what this node knows of another's members with its `state`, and
+   * announces the difference to the members here (it may follow an outage or
+   * a silence in which joins and leaves were lost): who left, then who joined.
+   */
+  const replaceState = (node: RemoteNode, state: [string, number, string][]) => {
+    const key = (channel: string, session: number) => `${session} ${channel}`;
+    const before = new Map<string, { channel: string; name: string }>();
+    for (const [session, id] of node.ids) {
+      for (const channel of node.memberships.get(id) ?? []) {
+        before.set(key(channel, session), {
+          channel,
+          name: channels.members.get(channel)?.get(id) ?? "",
+        });
+      }
+    }
+    clearNode(node, false);
+    const joins: { channel: string; name: string }[] = [];
+    for (const [channel, session, name] of state) {
+      addMember(node, channel, session, name);
+      const id = node.ids.get(session);
+      if (id === undefined || !node.memberships.get(id)?.has(channel)) continue; // channel full
+      const was = before.get(key(channel, session));
+      if (was?.name === name) before.delete(key(channel, session));
+      else joins.push({ channel, name });
+    }
+    const announce = (
+      event: "join" | "leave",
+      { channel, name }: { channel: string; name: string },
+    ) => name && options.deliver(channel, { type: "presence", channel, event, name });
+    for (const left of before.values()) announce("leave", left);
+    for (const joined of joins) announce("join", joined);
+  };
+
   const receive = (from: string, message: BusMessage) => {
     const node = nodeFor(from);
     switch (message.t) {
@@ -364,8 +398,7 @@ export function createCluster(options: ClusterOptions): Cluster {
         // Whoever it is for, a node sends its state only once its names are in the store.
         if (awaited.delete(from)) admitIfRecovered();
         if (message.to !== undefined && message.to !== nodeId) break;
-        clearNode(node, false);
-        for (const [channel, session, name] of message.m) addMember(node, channel, session, name);
+        replaceState(node, message.m);
         break;
       case "hello":
         // The asker may have found the store empty: our names go back in before we answer.
