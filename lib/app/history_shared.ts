@@ -113,6 +113,9 @@ export function createSharedHistory(ctx: AppContext, log: SharedLog): History {
             reason: appended.message,
           },
         );
+        // It may have been stored all the same (a timeout): then its numbered copy must not
+        // reach the members here a second time.
+        for (const { frame } of batch) ctx.cluster?.unstored(frame.id);
         return batch.forEach(deliverUnstored);
       }
       ctx.metrics.messagesStored += appended.results.filter((r) => !r.duplicate).length;

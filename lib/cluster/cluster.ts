@@ -87,6 +87,12 @@ export interface Cluster {
   left(channel: string, id: SessionId): void;
   /** A read of `channel`'s log for a local join found its head at `seq`: members here have all up to it. */
   head(channel: string, seq: number): void;
+  /**
+   * This node delivered message `id` as not stored after its append failed,
+   * which may have stored it all the same (a timeout): if the log publishes it,
+   * members here do not get it again.
+   */
+  unstored(id: string): void;
   /** Asks every other node to remove the holder of folded `key`. */
   kick(key: string): void;
   /** Members of `channel` on other nodes. */
@@ -107,6 +113,9 @@ export interface Cluster {
 function isNumbered(frame: { type: string; seq?: unknown }): boolean {
   return frame.type === "message" && typeof frame.seq === "number";
 }
+
+/** Ids of messages delivered as not stored kept at most, in case the log numbers them after all. */
+const MAX_UNSTORED = 10_000;
 
 /** Missed messages read back per replay call. */
 const REPLAY_PAGE = 500;
@@ -161,6 +170,8 @@ export function createCluster(options: ClusterOptions): Cluster {
   /** Channels with members here, where this node is in their numbered messages. */
   const tracks = new Map<string, Track>();
   const { replay } = engine;
+  /** Ids of this node's messages delivered as not stored, oldest first (see `unstored`). */
+  const unstoredIds = new Set<string>();
 
   const ownerOf = (id: SessionId) => `${nodeId}:${id}`;
 
@@ -251,6 +262,8 @@ export function createCluster(options: ClusterOptions): Cluster {
     (channels.members.get(channel)?.size ?? 0) - (remoteCounts.get(channel) ?? 0);
 
   const deliverPub = (message: Pub, own: boolean) => {
+    // Its members had it already, unnumbered: its append timed out, yet it was stored.
+    if (own && unstoredIds.size > 0 && unstoredIds.delete(message.f.id as string)) return;
     if (own) options.deliver(message.c, message.f as ServerFrame, message.o, message.x);
     else options.deliver(message.c, message.f as ServerFrame, message.o);
   };
@@ -646,6 +659,10 @@ export function createCluster(options: ClusterOptions): Cluster {
     left(channel, id) {
       send({ t: "leave", c: channel, s: id });
       untrack(channel);
+    },
+    unstored(id) {
+      unstoredIds.add(id);
+      if (unstoredIds.size > MAX_UNSTORED) unstoredIds.delete(unstoredIds.values().next().value!);
     },
     head(channel, seq) {
       if (replay === undefined || tracks.has(channel) || localMembers(channel) === 0) return;

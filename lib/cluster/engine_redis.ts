@@ -155,6 +155,9 @@ export function createRedisEngine({ url, prefix, history }: RedisEngineOptions):
         return answer === "OK" ? "claimed" : "taken";
       } catch (error) {
         onError(error as Error);
+        // A timed-out SET may still run (Redis was slow, not gone): the login told `unavailable`
+        // must not hold the name for a lease. Sent after it on one connection, this runs after it.
+        scripted.hubbubRelease(keyOf(key), owner).catch(() => {});
         return "unavailable";
       }
     },
