@@ -60,7 +60,10 @@ function processDialect(ctx: AppContext, session: Session, frame: InboundFrame):
   const result = typeof frame === "string"
     ? dialect.receive(ctx.dialectContext, session, state, frame)
     : dialect.receiveBinary?.(ctx.dialectContext, session, state, frame.bytes) ?? [];
-  if (Array.isArray(result)) return run(ctx, result, session.id);
+  if (Array.isArray(result)) {
+    run(ctx, result, session.id);
+    return keepIdleDeadline(ctx, session);
+  }
   session.busy = true;
   result.then(
     (effects) => {
@@ -72,6 +75,7 @@ function processDialect(ctx: AppContext, session: Session, frame: InboundFrame):
       }
       session.busy = false;
       run(ctx, effects, session.id);
+      keepIdleDeadline(ctx, session);
       drain(ctx, session);
     },
     (failure) => {
@@ -84,6 +88,17 @@ function processDialect(ctx: AppContext, session: Session, frame: InboundFrame):
       end(ctx, session.id, CloseCode.InternalError, "Internal error");
     },
   );
+}
+
+/**
+ * After a dialect frame: a connection holding a name (a login-chat login, a GarinChat join) has
+ * just been active, so `--idle-timeout` counts from now, as for a native session; one holding
+ * none has no idle deadline.
+ */
+function keepIdleDeadline(ctx: AppContext, session: Session): void {
+  if (ctx.config.idleTimeout === 0 || !ctx.sessions.has(session.id)) return;
+  if (session.name === null) ctx.lastActive.delete(session.id);
+  else touch(ctx.lastActive, session.id, ctx.clock.now());
 }
 
 /** Processes what waited behind an asynchronous check, until the next one. */

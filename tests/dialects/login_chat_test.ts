@@ -11,7 +11,7 @@ import type { Config } from "../../lib/config.ts";
 import { ERRORS, loginChat } from "../../lib/dialects/login_chat.ts";
 import { MAX_NAME_LENGTH } from "../../lib/core/names.ts";
 import { CloseCode } from "../../lib/core/protocol.ts";
-import { startServer, type TestClient, type TestServer } from "../_helpers.ts";
+import { startServer, type TestClient, type TestServer, withTimeout } from "../_helpers.ts";
 import { type DialectClient, openDialectClient } from "./_client.ts";
 
 const START = Date.UTC(2026, 0, 1);
@@ -415,4 +415,37 @@ Deno.test("login-chat: a full room closes new connections with 1013", async () =
     { type: "chat", value: "still here" },
     frame("chat", "alice", "still here"),
   );
+});
+
+Deno.test("login-chat: --idle-timeout closes a silent logged-in client with 4410, not a nameless one", async () => {
+  const clock = createManualClock(START);
+  await using server = startServer({ idleTimeout: 60, rateBurst: 100_000 }, {
+    clock,
+    dialects: [loginChat],
+  });
+  const url = `${server.url.replace("http", "ws")}/compat/login-chat/`;
+  const [quiet, chatty, listener] = await Promise.all([1, 2, 3].map(() => openDialectClient(url)));
+  try {
+    await roundTrip(quiet, { type: "login", username: "quiet" }, frame("logged_in", "quiet"));
+    await roundTrip(chatty, { type: "login", username: "chatty" }, frame("logged_in", "chatty"));
+    clock.advance(59_000);
+    await roundTrip(
+      chatty,
+      { type: "chat", username: "chatty", value: 1 },
+      frame("chat", "chatty", 1),
+    );
+    clock.advance(1000);
+    assert.equal((await withTimeout(quiet.closed, "the idle close")).code, CloseCode.IdleTimeout);
+    // chatty was active a second ago, and the listener holds no name: both are still served.
+    await roundTrip(
+      chatty,
+      { type: "chat", username: "chatty", value: 2 },
+      frame("chat", "chatty", 2),
+    );
+    assert.equal(await listener.nextText(), frame("chat", "chatty", 1), "it hears the room");
+    assert.equal(await listener.nextText(), frame("chat", "chatty", 2));
+    await roundTrip(listener, { type: "login", username: "late" }, frame("logged_in", "late"));
+  } finally {
+    await Promise.all([quiet, chatty, listener].map((client) => client.close()));
+  }
 });
