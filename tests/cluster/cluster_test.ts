@@ -245,6 +245,11 @@ for (const kind of ENGINE_KINDS) {
       b.send({ type: "login", name });
       const replies = await Promise.all([a.next(), b.next()]);
       assert.equal(replies.filter((reply) => reply.type === "welcome").length, 1);
+      // The winner lets go by logging out (its reply says the server has released the name);
+      // the loser holds nothing, which is what this test is about.
+      const winner = replies[0].type === "welcome" ? a : b;
+      winner.send({ type: "logout" });
+      await winner.nextOf("logged_out");
       await Promise.all([a.close(), b.close()]);
       await nodes.settled();
       // Nobody holds either name now, so both are free on every node.
@@ -261,18 +266,27 @@ for (const kind of ENGINE_KINDS) {
     await using nodes = await startNodes(kind, 2, { connectRate: 10_000 });
     const gauge = async () =>
       Number(/^hubbub_cluster_remote_sessions (\d+)$/m.exec(await metricsOf(nodes[0]))?.[1]);
+    // On node 1 too: its presence says when node 1 has handled each close.
+    const watcher = await nodes[1].user("watcher", "news");
     const clients = [];
-    for (let i = 0; i < 10; i++) clients.push(await nodes[1].user(`churn${i}`, "lobby", "news"));
+    for (let i = 0; i < 10; i++) {
+      clients.push(await nodes[1].user(`churn${i}`, "lobby", "news"));
+      await watcher.nextOf("presence");
+    }
     await nodes.settled();
-    assert.equal(await gauge(), 10);
+    assert.equal(await gauge(), 11);
     for (const client of clients.slice(0, 5)) {
       client.send({ type: "leave", channel: "lobby" });
       client.send({ type: "leave", channel: "news" });
       await client.nextOf("left");
       await client.nextOf("left");
+      await watcher.nextOf("presence");
     }
-    for (const client of clients.slice(5)) await client.close();
+    for (const client of clients.slice(5)) {
+      await client.close();
+      await watcher.nextOf("presence");
+    }
     await nodes.settled();
-    assert.equal(await gauge(), 0);
+    assert.equal(await gauge(), 1, "the watcher alone");
   });
 }
