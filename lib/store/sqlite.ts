@@ -127,6 +127,8 @@ export type SqliteOptions = StoreOptions & {
   deleteEvery?: number;
   /** How long a write waits for a lock another connection holds; 5 s (tests make it short). */
   busyTimeoutMs?: number;
+  /** The most pages the file may grow to (`max_page_count`): tests fill the "disk" with it. */
+  maxPages?: number;
 };
 
 /**
@@ -224,8 +226,50 @@ function migrate(db: DatabaseSync): void {
     }
     db.exec("COMMIT");
   } catch (error) {
-    db.exec("ROLLBACK");
+    rollback(db);
     throw error;
+  }
+}
+
+/**
+ * Ends a failed transaction. SQLite may have ended it already (it rolls back by itself on a full
+ * disk or an I/O error), and a `ROLLBACK` then throws: that must not turn a failed write into a
+ * crash.
+ */
+function rollback(db: DatabaseSync): void {
+  try {
+    db.exec("ROLLBACK");
+  } catch {
+    // No transaction left to end.
+  }
+}
+
+/**
+ * Reads the heads and every row's place into `index`; throws when the file is damaged. (Deno's
+ * `iterate()` ends quietly at a damaged page, where `all()` throws. Counting the table reads its
+ * every page and throws at a damaged one, and the rows seen must match the count: a cut-short
+ * history is never taken for the whole one, its seqs handed out again under the same epoch.)
+ */
+function load(
+  db: DatabaseSync,
+  q: ReturnType<typeof prepare>,
+  index: ReturnType<typeof createLogIndex>,
+  dead: number[],
+): void {
+  for (const row of q.heads.all()) {
+    const { channel, seq } = row as { channel: string; seq: number };
+    index.setHead(channel, Number(seq));
+  }
+  let rows = 0;
+  for (const row of q.scan.iterate()) {
+    const [rowid, channel, seq, at, key, from] = toRow(row) as unknown as Scanned;
+    const keyed = key === null ? undefined : keyOf(from!, key);
+    index.add(channel, Number(seq), Number(rowid), Number(at), keyed, dead);
+    rows++;
+  }
+  const { count } = db.prepare("SELECT count(*) AS count FROM log").get() as { count: number };
+  if (rows !== Number(count)) {
+    throw new Error(`the file is damaged: ${rows} of its ${count} messages could be read`);
   }
 }
 
@@ -252,30 +296,30 @@ function createSqliteStore(
   db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;");
   // Checkpoints run on a worker (checkpointer.ts), never inside this connection's commits; if
   // there is no worker, or it fails, this connection checkpoints every 10,000 pages (40 MB).
+  if (options.maxPages !== undefined) db.exec(`PRAGMA max_page_count = ${options.maxPages}`);
   let closed = false;
   const checkpointer = path === null ? null : startCheckpointer(path, () => {
     if (!closed) db.exec(`PRAGMA wal_autocheckpoint = ${AUTOCHECKPOINT_PAGES}`);
   });
-  db.exec(`PRAGMA wal_autocheckpoint = ${checkpointer === null ? AUTOCHECKPOINT_PAGES : 0}`);
-  db.exec(SCHEMA);
-  migrate(db);
-  const epoch = epochOf(db);
-  const q = prepare(db);
-
   const index = createLogIndex(maxPerChannel);
   /** Rows out of the kept window (trimmed or expired), deleted `deleteEvery` at a time. */
   let dead: number[] = [];
+  let epoch: string;
+  let q: ReturnType<typeof prepare>;
+  try {
+    db.exec(`PRAGMA wal_autocheckpoint = ${checkpointer === null ? AUTOCHECKPOINT_PAGES : 0}`);
+    db.exec(SCHEMA);
+    migrate(db);
+    epoch = epochOf(db);
+    q = prepare(db);
+    load(db, q, index, dead);
+  } catch (error) {
+    // The caller falls back to memory: the worker must not go on checkpointing this file.
+    checkpointer?.stop();
+    throw error;
+  }
   /** Channels whose every row went: their heads table entry is written with the next append. */
   const emptied = new Set<ChannelIndex>();
-  for (const row of q.heads.all()) {
-    const { channel, seq } = row as { channel: string; seq: number };
-    index.setHead(channel, Number(seq));
-  }
-  for (const row of q.scan.iterate()) {
-    const [rowid, channel, seq, at, key, from] = toRow(row) as unknown as Scanned;
-    const keyed = key === null ? undefined : keyOf(from!, key);
-    index.add(channel, Number(seq), Number(rowid), Number(at), keyed, dead);
-  }
 
   /** Drops what expired from `channel`'s entries (a channel left with none keeps its head). */
   const expire = (channel: ChannelIndex, time: number) => {
@@ -369,7 +413,7 @@ function createSqliteStore(
         deleted = collect(at);
         q.commit.run();
       } catch (error) {
-        db.exec("ROLLBACK");
+        rollback(db);
         return { ok: false, message: `Cannot store messages: ${reason(error)}` };
       }
       if (deleted) dead = [];

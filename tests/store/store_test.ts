@@ -548,3 +548,54 @@ Deno.test("store (sqlite file): a file of an earlier version (messages in a per-
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("store (sqlite file): a full disk fails the append as a value, never a throw, and the store goes on", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "hubbub-store-" });
+  try {
+    // SQLite rolls the transaction back by itself when the file cannot grow; a second
+    // ROLLBACK threw "no transaction is active", out of a timer: the process died.
+    const store = sqliteStore(join(dir, "history.db"), { maxPages: 40 });
+    const big = (n: number) => batch(n).map((m) => ({ ...m, text: "x".repeat(3000) }));
+    let failed: { ok: false; message: string } | undefined;
+    for (let i = 0; i < 100 && failed === undefined; i++) {
+      const result = store.appendAll(big(5).map((message) => ({ channel: "lobby", message })));
+      if (!result.ok) failed = result;
+    }
+    assert.ok(failed, "the file filled up");
+    assert.match(failed.message, /full/);
+    const head = store.head("lobby").seq;
+    assert.ok(head > 0);
+    assert.equal(store.latest("lobby", 1)[0].seq, head, "what was stored is still read");
+    store.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("store (sqlite file): a damaged file is refused, not read cut short (its seqs would be handed out again)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "hubbub-store-" });
+  try {
+    const path = join(dir, "history.db");
+    const first = sqliteStore(path);
+    append(first, "lobby", batch(300).map((m) => ({ ...m, text: `${m.text} ${"x".repeat(200)}` })));
+    first.close(); // (the last connection to close checkpoints the log into the file)
+    const file = await Deno.open(path, { read: true, write: true });
+    const pages = (await file.stat()).size / 4096;
+    await file.seek(Math.floor(pages * 0.6) * 4096, Deno.SeekMode.Start);
+    await file.write(new Uint8Array(4096).fill(0xff));
+    file.close();
+    const second = openSqliteStore(path);
+    if (second.ok) second.store.close();
+    assert.equal(second.ok, false, "a damaged file must not open");
+    assert.match(second.message, /damaged|malformed/);
+    // Nor is it kept open: the checkpointer worker, started before the file was read, stopped.
+    // (Reading /proc/<pid>/fd itself would need --allow-all: `ls` reads it.)
+    const listed = await new Deno.Command("ls", { args: ["-l", `/proc/${Deno.pid}/fd`] }).output();
+    const open = new TextDecoder().decode(listed.stdout).split("\n").filter((l) =>
+      l.includes(path)
+    );
+    assert.deepEqual(open, []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
