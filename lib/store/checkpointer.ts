@@ -36,6 +36,15 @@ export const CHECKPOINT_EVERY_MS = 1000;
 /** Log frames (pages, 4 KiB each) past which the worker restarts the log: 64 MiB. */
 export const RESTART_FRAMES = 16_384;
 
+/**
+ * How long the worker waits for a lock or for readers. A `RESTART` holds the write lock while it
+ * waits for every reader to leave the old log: with SQLite's usual 5 s, one outside reader (a
+ * `sqlite3` shell, a backup or a replicator holding a read transaction) held every commit off for
+ * 5 s, the event loop with it. Given up after this long, the checkpoint counts as a passive one,
+ * and the worker tries again a second later.
+ */
+export const WORKER_WAIT_MS = 100;
+
 /** How long `stop` waits for the worker to close its connection. */
 const STOP_WAIT_MS = 2000;
 
@@ -45,11 +54,33 @@ export interface Checkpointer {
   stop(): void;
 }
 
+/** What one checkpoint did, as `PRAGMA wal_checkpoint` reports it. */
+export interface CheckpointResult {
+  /** Whether it was a `RESTART` (else `PASSIVE`). */
+  restart: boolean;
+  /** 1 when it could not finish: a lock or a reader in the way. */
+  busy: number;
+  /** Frames in the log, and how many of them are in the database now. */
+  log: number;
+  checkpointed: number;
+}
+
+/** What tests may change of the worker's ways. */
+export interface CheckpointerTuning {
+  /** Log frames past which it restarts the log; `RESTART_FRAMES` by default. */
+  restartFrames?: number;
+  /** Told of each checkpoint (tests watch the worker with it). */
+  onCheckpoint?: (result: CheckpointResult) => void;
+}
+
 /** What the worker is told at start. */
 interface StartMessage {
   path: string;
   everyMs: number;
   restartFrames: number;
+  waitMs: number;
+  /** Whether it posts each checkpoint's result. */
+  report: boolean;
   /** The worker writes 1 into its first slot once it has closed its connection. */
   stopped: SharedArrayBuffer;
 }
@@ -68,7 +99,7 @@ self.onmessage = ({ data }) => {
   stopped = new Int32Array(data.stopped);
   try {
     db = new DatabaseSync(data.path);
-    db.exec("PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL");
+    db.exec("PRAGMA busy_timeout = " + data.waitMs + "; PRAGMA synchronous = NORMAL");
     const passive = db.prepare("PRAGMA wal_checkpoint(PASSIVE)");
     const restart = db.prepare("PRAGMA wal_checkpoint(RESTART)");
     // The first write after a full checkpoint starts the log over and syncs its header: made
@@ -86,8 +117,10 @@ self.onmessage = ({ data }) => {
     timer = setInterval(() => {
       try {
         let done = passive.get();
-        if (done.log > data.restartFrames) done = restart.get();
+        const restarting = done.log > data.restartFrames;
+        if (restarting) done = restart.get();
         if (done.busy === 0 && done.log > 1 && done.checkpointed === done.log) startOver();
+        if (data.report) self.postMessage({ done: { restart: restarting, ...done } });
       } catch (error) {
         self.postMessage({ failed: String(error?.message ?? error) });
         close();
@@ -108,6 +141,7 @@ self.onmessage = ({ data }) => {
 export function startCheckpointer(
   path: string,
   failed: (reason: string) => void,
+  tuning: CheckpointerTuning = {},
 ): Checkpointer | null {
   if (typeof Worker !== "function") return null;
   const url = URL.createObjectURL(new Blob([WORKER_SOURCE], { type: "text/javascript" }));
@@ -121,7 +155,9 @@ export function startCheckpointer(
   const stopped = new SharedArrayBuffer(4);
   let running = true;
   worker.onmessage = ({ data }) => {
-    if (running && typeof data?.failed === "string") failed(data.failed);
+    if (!running) return;
+    if (typeof data?.failed === "string") failed(data.failed);
+    else if (data?.done !== undefined) tuning.onCheckpoint?.(data.done);
   };
   worker.onerror = (event) => {
     event.preventDefault();
@@ -130,7 +166,9 @@ export function startCheckpointer(
   const start: StartMessage = {
     path,
     everyMs: CHECKPOINT_EVERY_MS,
-    restartFrames: RESTART_FRAMES,
+    restartFrames: tuning.restartFrames ?? RESTART_FRAMES,
+    waitMs: WORKER_WAIT_MS,
+    report: tuning.onCheckpoint !== undefined,
     stopped,
   };
   worker.postMessage(start);

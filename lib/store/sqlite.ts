@@ -30,7 +30,7 @@
  * @module
  */
 import { DatabaseSync } from "node:sqlite";
-import { startCheckpointer } from "./checkpointer.ts";
+import { type CheckpointerTuning, startCheckpointer } from "./checkpointer.ts";
 import { type ChannelIndex, createLogIndex, keyOf } from "./log_index.ts";
 import {
   type Appended,
@@ -129,6 +129,8 @@ export type SqliteOptions = StoreOptions & {
   busyTimeoutMs?: number;
   /** The most pages the file may grow to (`max_page_count`): tests fill the "disk" with it. */
   maxPages?: number;
+  /** How the checkpointer works (tests watch it, and make it restart the log early). */
+  checkpointer?: CheckpointerTuning;
 };
 
 /**
@@ -300,7 +302,7 @@ function createSqliteStore(
   let closed = false;
   const checkpointer = path === null ? null : startCheckpointer(path, () => {
     if (!closed) db.exec(`PRAGMA wal_autocheckpoint = ${AUTOCHECKPOINT_PAGES}`);
-  });
+  }, options.checkpointer);
   const index = createLogIndex(maxPerChannel);
   /** Rows out of the kept window (trimmed or expired), deleted `deleteEvery` at a time. */
   let dead: number[] = [];

@@ -599,3 +599,36 @@ Deno.test("store (sqlite file): a damaged file is refused, not read cut short (i
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("store (sqlite file): a reader holding the log back does not hold commits off (the worker's RESTART gives up)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "hubbub-store-" });
+  const path = join(dir, "history.db");
+  let restarts = 0;
+  // Commits wait up to 3 s for the lock; the worker's RESTART used to hold it 5 s for the reader.
+  const store = sqliteStore(path, {
+    busyTimeoutMs: 3000,
+    checkpointer: {
+      restartFrames: 4,
+      onCheckpoint: (done) => {
+        if (done.restart) restarts++;
+      },
+    },
+  });
+  const reader = new DatabaseSync(path);
+  try {
+    // An outside reader (a sqlite3 shell, a backup, a replicator) inside a read transaction.
+    reader.exec("BEGIN");
+    reader.prepare("SELECT count(*) FROM log").get();
+    let sent = 0;
+    while (restarts < 2) {
+      const result = store.appendAll([{ channel: "lobby", message: batch(1)[0] }], true);
+      assert.ok(result.ok, `append ${++sent}: ${result.ok ? "" : result.message}`);
+      await new Promise((resolve) => setTimeout(resolve, 0)); // (lets the worker's reports in)
+    }
+  } finally {
+    reader.exec("COMMIT");
+    reader.close();
+    store.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
