@@ -192,7 +192,7 @@ export function createSharedHistory(ctx: AppContext, log: SharedLog): History {
           frame = joinedFrame(effect, "", 0, [], since === undefined ? undefined : false);
         } else {
           head = found.seq;
-          ctx.cluster?.head(channel, head);
+          ctx.cluster?.head(channel, head, found.gen);
           const recovered = since === undefined ? undefined : (found as SharedRecovery).recovered;
           const messages = recovered ? found.messages : latest(found.messages, effect.history);
           frame = joinedFrame(effect, found.epoch, found.seq, messages, recovered);

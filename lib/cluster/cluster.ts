@@ -85,8 +85,11 @@ export interface Cluster {
   joined(channel: string, id: SessionId, name: string): void;
   /** Local session `id` left `channel`. */
   left(channel: string, id: SessionId): void;
-  /** A read of `channel`'s log for a local join found its head at `seq`: members here have all up to it. */
-  head(channel: string, seq: number): void;
+  /**
+   * A read of `channel`'s log for a local join found its head at `seq` (of
+   * run `gen`, if the log tells it): members here have all up to it.
+   */
+  head(channel: string, seq: number, gen?: string): void;
   /**
    * This node delivered message `id` as not stored after its append failed,
    * which may have stored it all the same (a timeout): if the log publishes it,
@@ -280,11 +283,14 @@ export function createCluster(options: ClusterOptions): Cluster {
       return deliverPub(message, own);
     }
     if (track.held !== undefined) return void track.held.push({ message, own });
-    // A history that started over (expired, or a store that lost it) counts from 1 again.
-    const last = track.gen === undefined || track.gen === gen ? track.seq : 0;
+    // A history that started over (it expired with members here, or a store lost it) counts
+    // from 1 again: members here would take those seqs for ones they have seen, if any.
+    if (track.gen !== undefined && track.gen !== gen && track.seq > 0) {
+      return lost(channel, track, { message, own });
+    }
+    const last = track.seq;
     if (seq <= last) return; // read back already, or older than the join that began the track
     track.gen = gen;
-    track.seq = last;
     if (seq === last + 1) {
       track.seq = seq;
       return deliverPub(message, own);
@@ -303,9 +309,9 @@ export function createCluster(options: ClusterOptions): Cluster {
         track.reading = false;
         if (stopped || tracks.get(channel) !== track) return;
         if (found === null && !up) return; // cut off again: the next `up` reads again
-        const same = found !== null && (
-          found.gen === "" ? track.seq === 0 : track.gen === undefined || found.gen === track.gen
-        );
+        // Members here saw nothing yet, or what they saw is of the run the log has now.
+        const same = found !== null && (track.seq === 0 ||
+          found.gen !== "" && (track.gen === undefined || found.gen === track.gen));
         if (!same) return lost(channel, track);
         for (const { node, message } of found.messages) {
           const payload = decodePayload(`{"n":${JSON.stringify(node || "?")},"m":[${message}]}`);
@@ -335,17 +341,19 @@ export function createCluster(options: ClusterOptions): Cluster {
     for (const { message, own } of held) numbered(message, own);
   };
 
-  /** `channel`'s missed messages cannot be read back: its members here are told. */
-  const lost = (channel: string, track: Track) => {
+  /**
+   * `channel`'s missed messages cannot be read back, or its history started
+   * over: its members here are told, then what came after goes out as usual.
+   */
+  const lost = (channel: string, track: Track, next?: { message: Pub; own: boolean }) => {
     options.log.warn(
       "cluster: numbered messages never reached this node; members here must rejoin",
-      {
-        channel,
-      },
+      { channel },
     );
     tracks.delete(channel);
     options.missed?.(channel);
     for (const { message, own } of track.held ?? []) numbered(message, own);
+    if (next !== undefined) numbered(next.message, next.own);
   };
 
   /** Forgets where this node is in `channel` once no member here is left. */
@@ -664,9 +672,9 @@ export function createCluster(options: ClusterOptions): Cluster {
       unstoredIds.add(id);
       if (unstoredIds.size > MAX_UNSTORED) unstoredIds.delete(unstoredIds.values().next().value!);
     },
-    head(channel, seq) {
+    head(channel, seq, gen) {
       if (replay === undefined || tracks.has(channel) || localMembers(channel) === 0) return;
-      tracks.set(channel, { gen: undefined, seq });
+      tracks.set(channel, { gen, seq });
     },
     kick(key) {
       send({ t: "kick", k: key });

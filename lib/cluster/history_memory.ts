@@ -90,6 +90,7 @@ export function createMemoryHistory(
   const latest = (log: ChannelLog, limit: number): Page => ({
     epoch: log.epoch,
     seq: log.top,
+    gen: log.gen,
     messages: limit === 0 ? [] : parse(log.entries.slice(-limit)),
   });
   const unreachable = "Cannot store messages: the history store cannot be reached";
@@ -140,6 +141,7 @@ export function createMemoryHistory(
           return Promise.resolve({
             epoch: log.epoch,
             seq: log.top,
+            gen: log.gen,
             messages: n === 0 ? [] : parse(older.slice(-n)),
           });
         },
@@ -153,6 +155,7 @@ export function createMemoryHistory(
             ? {
               recovered: true,
               ...head,
+              gen: log.gen,
               messages: parse(log.entries.filter((entry) => entry.seq > seq)),
             }
             : { recovered: false, ...latest(log, n) };

@@ -121,11 +121,11 @@ return results`;
  * latest LIMIT; before END LIMIT (entries up to seq END); since EPOCH SEQ LIMIT.
  * Returns epoch, top, the oldest kept seq (0 for none), what the frames are
  * ("after": every entry after SEQ up to LIMIT, since the epoch matched;
- * "latest" otherwise), then the frames oldest first.
+ * "latest" otherwise), the gen, then the frames oldest first.
  */
 const READ_SCRIPT = ENSURE_META + `
 local stream, meta = KEYS[1], KEYS[2]
-local epoch, top = ensureMeta(stream, meta, ARGV[2], ARGV[1])
+local epoch, top, gen = ensureMeta(stream, meta, ARGV[2], ARGV[1])
 local mode = ARGV[3]
 local oldest = 0
 local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
@@ -150,7 +150,7 @@ elseif mode == 'since' then
 else
   entries = newest('+', ARGV[4])
 end
-local result = {epoch, top, oldest, kind}
+local result = {epoch, top, oldest, kind, gen}
 for _, entry in ipairs(entries) do result[#result + 1] = entry[2][2] end
 return result`;
 
@@ -204,6 +204,7 @@ type Scripted = Redis & {
 type Read = {
   epoch: string;
   seq: number;
+  gen: string;
   oldest: number | null;
   kind: string;
   messages: StoredMessage[];
@@ -251,7 +252,7 @@ export function createRedisLog(
   /** Runs the read script; null when Redis cannot be reached. */
   const read = async (channel: string, ...args: (string | number)[]): Promise<Read | null> => {
     try {
-      const [epoch, seq, oldest, kind, ...frames] = await scripted.hubbubHistRead(
+      const [epoch, seq, oldest, kind, gen, ...frames] = await scripted.hubbubHistRead(
         streamOf(channel),
         metaOf(channel),
         ttlMs,
@@ -263,6 +264,7 @@ export function createRedisLog(
         seq: Number(seq),
         oldest: Number(oldest) === 0 ? null : Number(oldest),
         kind: String(kind),
+        gen: String(gen),
         messages: frames.map((frame) => JSON.parse(String(frame)) as StoredMessage),
       };
     } catch {
@@ -270,7 +272,9 @@ export function createRedisLog(
     }
   };
   const page = (found: Read | null): Page | null =>
-    found === null ? null : { epoch: found.epoch, seq: found.seq, messages: found.messages };
+    found === null
+      ? null
+      : { epoch: found.epoch, seq: found.seq, messages: found.messages, gen: found.gen };
 
   return {
     async replay(channel, after, limit) {
@@ -343,20 +347,13 @@ export function createRedisLog(
         if (found === null) return null;
         const head = { epoch: found.epoch, seq: found.seq };
         if (found.kind === "after" && canRecover(head, found.oldest, epoch, seq, n)) {
-          return { recovered: true, epoch: found.epoch, seq: found.seq, messages: found.messages };
+          return { recovered: true, ...page(found)! };
         }
-        if (found.kind === "latest") {
-          return { recovered: false, epoch: found.epoch, seq: found.seq, messages: found.messages };
-        }
+        if (found.kind === "latest") return { recovered: false, ...page(found)! };
       }
       // The epoch matched but the gap cannot be filled: the latest, with their own head.
       const latest = await read(channel, "latest", n);
-      return latest === null ? null : {
-        recovered: false,
-        epoch: latest.epoch,
-        seq: latest.seq,
-        messages: latest.messages,
-      };
+      return latest === null ? null : { recovered: false, ...page(latest)! };
     },
     async newEpoch(channel) {
       try {

@@ -129,11 +129,16 @@ export function canRecover(
   return head.seq - seq <= limit;
 }
 
-/** A page of a channel's history: its epoch and head seq when read, and messages oldest first. */
-export type Page = { epoch: string; seq: number; messages: StoredMessage[] };
+/**
+ * A page of a channel's history: its epoch and head seq when read, and
+ * messages oldest first; `gen`, from a log that numbers for several nodes,
+ * names the run of the history the seqs count in (it changes when the
+ * history starts over at 1, not with the epoch).
+ */
+export type Page = { epoch: string; seq: number; messages: StoredMessage[]; gen?: string };
 
-/** What `SharedLog.since` found: a `Recovery` plus the head seq when read. */
-export type SharedRecovery = Recovery & { seq: number };
+/** What `SharedLog.since` found: a `Recovery` plus the head seq when read (and `Page`'s `gen`). */
+export type SharedRecovery = Recovery & { seq: number; gen?: string };
 
 /**
  * A message for a shared log: the message, and the two JSON fragments the

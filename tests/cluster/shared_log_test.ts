@@ -247,9 +247,23 @@ async function nextByChannel(subject: Subject, count: number): Promise<BusPayloa
   return payloads.sort((x, y) => channel(x) < channel(y) ? -1 : channel(x) > channel(y) ? 1 : 0);
 }
 
+/** `log`, its reads without the run (`gen`) Redis and memory logs tell (see the test of `gen`). */
+function withoutGen(log: SharedLog): SharedLog {
+  const strip = <T extends { gen?: string } | null>(found: T): T => {
+    if (found !== null) delete found.gen;
+    return found;
+  };
+  return {
+    ...log,
+    latest: (channel, limit) => log.latest(channel, limit).then(strip),
+    before: (channel, seq, limit) => log.before(channel, seq, limit).then(strip),
+    since: (channel, epoch, seq, limit) => log.since(channel, epoch, seq, limit).then(strip),
+  };
+}
+
 /** The contract every SharedLog keeps; each step uses its own channels. */
 async function contract(t: Deno.TestContext, subject: Subject) {
-  const { a, b } = subject;
+  const [a, b] = [withoutGen(subject.a), withoutGen(subject.b)];
 
   await t.step(
     "numbers each channel 1, 2, 3… and publishes each append once, in order",
@@ -770,3 +784,25 @@ Deno.test("shared log contract: Deno KV (three engines on one store file)", asyn
   await using subject = await kvSubject();
   await contract(t, subject);
 });
+
+for (const [kind, make] of [["memory", memorySubject], ["Redis", redisSubject]] as const) {
+  Deno.test(`shared log (${kind}): reads tell the run of the history (gen), kept by a new epoch, new when it starts over`, async () => {
+    await using subject = await make();
+    const { a, b } = subject;
+    assert.ok((await a.append("node-a", "run", [message("run", "ann", "hi")])).ok);
+    await subject.next();
+    const first = (await a.latest("run", 10))!;
+    assert.match(first.gen ?? "", /^\S+$/);
+    assert.equal((await b.before("run", 5, 10))?.gen, first.gen);
+    assert.equal((await b.since("run", first.epoch, 0, 10))?.gen, first.gen);
+    assert.ok(await a.newEpoch("run"));
+    const renewed = (await b.latest("run", 10))!;
+    assert.notEqual(renewed.epoch, first.epoch);
+    assert.equal(renewed.gen, first.gen, "a new epoch, the same run: seqs go on");
+    await subject.restart();
+    assert.ok((await a.append("node-a", "run", [message("run", "ann", "again")])).ok);
+    const again = (await b.latest("run", 10))!;
+    assert.deepEqual(seqs(again), [1]);
+    assert.notEqual(again.gen, first.gen, "seqs started over");
+  });
+}
