@@ -595,6 +595,14 @@ export function createCluster(options: ClusterOptions): Cluster {
         else untrack(channel);
       }
     },
+    missed(channel, reason) {
+      if (stopped) return;
+      options.log.warn(
+        "cluster: numbered messages were gone before this node read them; members here must rejoin",
+        { channel, reason },
+      );
+      options.missed?.(channel);
+    },
     down(reason) {
       if (stopped) return;
       if (!up) {

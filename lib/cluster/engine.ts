@@ -43,6 +43,12 @@ export interface EngineListener {
    * failed retry while down); `reason` is for the log.
    */
   down(reason: string): void;
+  /**
+   * Numbered messages of `channel` were gone from the log before this engine
+   * could deliver them (where the log delivers each channel itself: Deno KV);
+   * `reason` is for the log.
+   */
+  missed?(channel: string, reason: string): void;
 }
 
 /** The shared part of a cluster, as one node sees it. */

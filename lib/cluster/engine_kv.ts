@@ -112,12 +112,8 @@ export function createKvEngine(options: KvEngineOptions): Engine {
     ttlMs: options.history?.ttlMs ?? DEFAULT_MAX_AGE_MS,
     now,
     deliver: (payload) => listener?.message(payload),
-    // As when the bus loses entries: the node resynchronizes.
-    lost(reason) {
-      if (!bus.up) return;
-      listener?.down(reason);
-      listener?.up();
-    },
+    // The node tells that channel's members (it closes them, and they rejoin with `since`).
+    lost: (channel, reason) => listener?.missed?.(channel, reason),
     fastPath,
     pollMs: options.pollMs ?? 1000,
   });

@@ -77,8 +77,8 @@ export interface KvLogOptions {
   now?: () => number;
   /** Hands a message's payload to the node, as the bus does (`{"n":node,"m":[…]}`). */
   deliver(payload: string): void;
-  /** Messages of a followed channel were gone before this engine read them; for the log. */
-  lost(reason: string): void;
+  /** Messages of followed `channel` were gone before this engine read them; `reason` is for the log. */
+  lost(channel: string, reason: string): void;
   /** Carries each commit to the other engines of the process, ahead of their watches. */
   fastPath?: FastPath;
   /** How often to read the followed channels' heads besides watching them, in ms (0: never). */
@@ -182,7 +182,7 @@ function parts(channel: string, messages: readonly SharedMessage[]): SharedMessa
  *   maxPerChannel: 1000,
  *   ttlMs: 7 * 864e5,
  *   deliver: (payload) => console.log(payload),
- *   lost: (reason) => console.error(reason),
+ *   lost: (channel, reason) => console.error(channel, reason),
  *   pollMs: 1000,
  * });
  * bus.start({ message() {}, up() {}, down() {} });

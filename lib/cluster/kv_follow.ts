@@ -21,7 +21,8 @@
  * starts over starts again at seq 1). A channel's messages keep their order;
  * messages of different channels, and the bus's presence, have none between
  * them. An engine that falls so far behind that messages are gone before it
- * reads them says so (`lost`), and goes on from what is there.
+ * reads them says so (`lost`, so the node can tell that channel's members),
+ * and goes on from what is there.
  *
  * @module
  */
@@ -61,8 +62,8 @@ export interface FollowerOptions {
   entry(value: unknown): LogEntry | null;
   /** Hands a payload to the node, as the bus does. */
   deliver(payload: string): void;
-  /** Messages were gone before they could be read; `reason` is for the log. */
-  lost(reason: string): void;
+  /** Messages of `channel` were gone before they could be read; `reason` is for the log. */
+  lost(channel: string, reason: string): void;
   /** Carries commits to the other engines of the process, if any. */
   fastPath?: FastPath;
   /** How often to read the heads besides watching them, in ms (0: never). */
@@ -238,7 +239,10 @@ export function createFollower(options: FollowerOptions): Follower {
       const ahead = state.pending.get(state.last + 1);
       if (ahead === undefined || ahead.gen !== state.gen) {
         handOver(state);
-        options.lost(`messages ${state.last + 1}–${seq} of "${state.channel}" were gone`);
+        options.lost(
+          state.channel,
+          `messages ${state.last + 1}–${seq} of "${state.channel}" were gone`,
+        );
         state.last = seq;
         return;
       }
