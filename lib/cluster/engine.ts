@@ -14,7 +14,12 @@
  * @module
  */
 import type { Clock } from "../core/clock.ts";
-import { DEFAULT_MAX_AGE_MS, DEFAULT_MAX_PER_CHANNEL, type SharedLog } from "../store/store.ts";
+import {
+  DEFAULT_MAX_AGE_MS,
+  DEFAULT_MAX_PER_CHANNEL,
+  type Missed,
+  type SharedLog,
+} from "../store/store.ts";
 import { createMemoryHistory } from "./history_memory.ts";
 
 /** The outcome of claiming a name cluster-wide. */
@@ -83,18 +88,6 @@ export interface Engine {
    * channel itself (Deno KV).
    */
   replay?(channel: string, after: number, limit: number): Promise<Missed | null>;
-}
-
-/**
- * What a shared log holds of a channel after a seq: the run of its history
- * (`gen`, "" when it has none: never written, expired or lost), its head,
- * and the stored messages after the seq, oldest first, each as the bus
- * carried it (`node` published `message`, a bus message).
- */
-export interface Missed {
-  gen: string;
-  top: number;
-  messages: { node: string; message: string }[];
 }
 
 /** In-process engines sharing one bus and one name store, with the store's outages at a test's command. */

@@ -10,7 +10,7 @@
  * @module
  */
 import type { Clock } from "../core/clock.ts";
-import type { Missed } from "./engine.ts";
+import type { Missed } from "../store/store.ts";
 import {
   canRecover,
   clampLimit,

@@ -48,7 +48,7 @@ import {
   type StoredMessage,
 } from "../store/store.ts";
 import { busOpen } from "./cluster_bus.ts";
-import type { Missed } from "./engine.ts";
+import type { Missed } from "../store/store.ts";
 
 /** Where the log keeps its keys and publishes, and what it keeps. */
 export interface RedisLogOptions {

@@ -202,3 +202,15 @@ export interface SharedLog {
    */
   newEpoch(channel: string): Promise<boolean>;
 }
+
+/**
+ * What a shared log holds of a channel after a seq: the run of its history
+ * (`gen`, "" when it has none: never written, expired or lost), its head,
+ * and the stored messages after the seq, oldest first, each as the bus
+ * carried it (`node` published `message`, a bus message).
+ */
+export interface Missed {
+  gen: string;
+  top: number;
+  messages: { node: string; message: string }[];
+}
