@@ -66,7 +66,7 @@ export const wsify: Dialect<WsifyState> = {
     }
     const { authorizer } = ctx;
     if (authorizer === null) return apply(ctx, session, message);
-    return authorizer.decide(message, session.ip).then((decision): Effect[] => {
+    return authorizer.decide(question(message), session.ip).then((decision): Effect[] => {
       // Closed while we waited: acting now would leave a ghost member behind.
       if (!ctx.sessions.has(session.id)) return [];
       if (decision === "allow") return apply(ctx, session, message);
@@ -150,6 +150,20 @@ function unavailable(): Response {
     status: 503,
     headers: { "retry-after": String(SHUTDOWN_RETRY_AFTER_SECONDS) },
   });
+}
+
+/**
+ * What the authorizer is asked about a message: the message in wsify's own form, as its
+ * original asked, but with the channel as it will be acted on (trimmed: `" secret"` is the
+ * channel `secret`, and must be asked about as that), and the dialect named.
+ */
+function question({ command, args }: Message): Record<string, unknown> {
+  const channel = typeof args?.channel === "string" ? args.channel.trim() : args?.channel;
+  return {
+    command,
+    args: args === null ? null : { ...args, ...(channel === undefined ? {} : { channel }) },
+    dialect: NAME,
+  };
 }
 
 /** Runs one allowed message; anything it cannot act on is ignored, as in the original. */

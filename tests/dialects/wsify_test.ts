@@ -454,7 +454,7 @@ async function upgradeStatus(server: TestServer): Promise<number> {
   return response.status;
 }
 
-Deno.test("wsify: the authorizer gets wsify's connect body, then each message as it is", async () => {
+Deno.test("wsify: the authorizer gets wsify's connect body, then each message in wsify's form", async () => {
   await using stub = startAuthorizer();
   await using server = serve({ authorizerUrl: stub.url });
   const client = await connect(server, "?token=abc&token=def");
@@ -473,13 +473,14 @@ Deno.test("wsify: the authorizer gets wsify's connect body, then each message as
     }
 
     command(client, "join", { channel: "room" });
-    command(client, "broadcast", { channel: "room", content: { n: 1 } });
+    command(client, "broadcast", { channel: " room\t", content: { n: 1 } });
     assert.equal(await client.nextText(), '{"n":1}');
     assert.deepEqual(stub.bodies.slice(1), [
-      { command: "join", args: { channel: "room" } },
-      { command: "broadcast", args: { channel: "room", content: { n: 1 } } },
+      { command: "join", args: { channel: "room" }, dialect: "wsify" },
+      // The channel as the message acts on it: " room\t" is the channel room.
+      { command: "broadcast", args: { channel: "room", content: { n: 1 } }, dialect: "wsify" },
     ]);
-    assert.deepEqual(Object.keys(stub.bodies[1]), ["command", "args"]);
+    assert.deepEqual(Object.keys(stub.bodies[1]), ["command", "args", "dialect"]);
 
     client.send("{nope");
     assert.equal((await client.closed).code, CloseCode.Normal);
@@ -556,6 +557,29 @@ Deno.test("wsify: content over --max-text-length is ignored from a socket and 41
     alice.send({ type: "history", channel });
     const { messages } = await alice.nextOf("history");
     assert.deepEqual(messages.map((m: { text: string }) => m.text), ["x".repeat(10)]);
+  } finally {
+    await client.close();
+    await alice.close();
+  }
+});
+
+Deno.test("wsify: a channel name with spaces around it is asked about as the channel it is", async () => {
+  // wsify clients may not use "secret"; native ones may.
+  const policy = (body: Body) => body.dialect === "wsify" && body.args?.channel === "secret";
+  await using stub = startAuthorizer((body) => policy(body) ? 403 : 200);
+  await using server = serve({ authorizerUrl: stub.url });
+  const alice = await server.user("alice", "secret", "open");
+  const client = await connect(server);
+  try {
+    for (const channel of [" secret", "secret\t", "secret"]) {
+      command(client, "join", { channel });
+      command(client, "broadcast", { channel, content: `into ${JSON.stringify(channel)}` });
+    }
+    command(client, "join", { channel: "open" });
+    command(client, "broadcast", { channel: "open", content: "allowed" });
+    // Nothing of "secret" got through: the first message anyone gets is the allowed one.
+    assert.equal(await client.nextText(), '"allowed"');
+    assert.equal((await alice.nextOf("message")).text, "allowed");
   } finally {
     await client.close();
     await alice.close();
