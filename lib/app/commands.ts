@@ -22,9 +22,17 @@ import { end, run } from "./effects.ts";
 /** Logins refused in a row after which the connection is closed (4401). */
 export const MAX_FAILED_LOGINS = 5;
 
-/** Handles one text or binary frame, in arrival order, after size and rate checks. */
-export function processFrame(ctx: AppContext, session: Session, frame: InboundFrame): void {
-  if (session.dialect !== NATIVE) return processDialect(ctx, session, frame);
+/**
+ * Handles one text or binary frame, in arrival order, after size and rate checks; it arrived
+ * at `at` (it may have waited behind an earlier frame's check).
+ */
+export function processFrame(
+  ctx: AppContext,
+  session: Session,
+  frame: InboundFrame,
+  at: number,
+): void {
+  if (session.dialect !== NATIVE) return processDialect(ctx, session, frame, at);
   if (typeof frame !== "string") {
     return run(
       ctx,
@@ -52,14 +60,29 @@ export function processFrame(ctx: AppContext, session: Session, frame: InboundFr
   );
 }
 
-/** A dialect frame: its effects now, or once its promise settles, in arrival order. */
-function processDialect(ctx: AppContext, session: Session, frame: InboundFrame): void {
+/**
+ * A dialect frame: its effects now, or once its promise settles, in arrival order. While the
+ * dialect reads it, its clock says when the frame arrived: a frame that waited behind an
+ * authorizer call must not break the dialect's own rate or deadline for that wait.
+ */
+function processDialect(
+  ctx: AppContext,
+  session: Session,
+  frame: InboundFrame,
+  at: number,
+): void {
   const dialect = ctx.dialects.get(session.dialect)!;
   const state = ctx.dialectStates.get(session.id);
   // (A dialect frame that changes membership flushes the history first: `beforeChange`.)
-  const result = typeof frame === "string"
-    ? dialect.receive(ctx.dialectContext, session, state, frame)
-    : dialect.receiveBinary?.(ctx.dialectContext, session, state, frame.bytes) ?? [];
+  ctx.frameArrivedAt = at;
+  let result;
+  try {
+    result = typeof frame === "string"
+      ? dialect.receive(ctx.dialectContext, session, state, frame)
+      : dialect.receiveBinary?.(ctx.dialectContext, session, state, frame.bytes) ?? [];
+  } finally {
+    ctx.frameArrivedAt = undefined;
+  }
   if (Array.isArray(result)) {
     run(ctx, result, session.id);
     return keepIdleDeadline(ctx, session);
@@ -104,7 +127,8 @@ function keepIdleDeadline(ctx: AppContext, session: Session): void {
 /** Processes what waited behind an asynchronous check, until the next one. */
 export function drain(ctx: AppContext, session: Session): void {
   while (!session.busy && session.backlog.length > 0 && ctx.sessions.has(session.id)) {
-    processFrame(ctx, session, session.backlog.shift()!);
+    const { frame, at } = session.backlog.shift()!;
+    processFrame(ctx, session, frame, at);
   }
 }
 

@@ -112,11 +112,11 @@ export function openConnection(ctx: AppContext, socket: Socket, upgrade: Upgrade
         ], id);
       }
       session.strikes = 0;
-      if (!session.busy) return processFrame(ctx, session, frame);
+      if (!session.busy) return processFrame(ctx, session, frame, now);
       if (session.backlog.length >= MAX_BACKLOG) {
         return run(ctx, [error("rate_limited", "Too many commands waiting; dropped")], id);
       }
-      session.backlog.push(frame);
+      session.backlog.push({ frame, at: now });
     },
     closed(code) {
       if (!socketOpen) return;

@@ -116,6 +116,8 @@ export interface AppContext {
   readonly sessionsByDialect: Map<string, Map<SessionId, Session>>;
   readonly dialectStates: Map<SessionId, unknown>;
   readonly dialectContext: DialectContext;
+  /** When the dialect frame being read arrived; its dialect's clock says this meanwhile. */
+  frameArrivedAt: number | undefined;
   readonly schemas: ReturnType<typeof clientCommandSchemas>;
   readonly commandRate: Rate;
   readonly admission: Admission;
@@ -251,12 +253,13 @@ export function createContext(
     dialects,
     sessionsByDialect: new Map(),
     dialectStates,
+    frameArrivedAt: undefined,
     dialectContext: {
       config,
       registry: core.registry,
       channels: core.channels,
       sessions,
-      now: clock.now,
+      now: () => ctx.frameArrivedAt ?? clock.now(),
       messageId: core.messageId,
       jwt,
       authorizer,

@@ -27,8 +27,11 @@ export interface Session {
   tokenExpiresAt: number | null;
   /** Which channels its token allows; null: all. */
   channelFilter: ((channel: string) => boolean) | null;
-  /** Inbound frames waiting while an earlier one awaits a token check or the authorizer. */
-  readonly backlog: InboundFrame[];
+  /**
+   * Inbound frames waiting while an earlier one awaits a token check or the authorizer, each
+   * with when it arrived: rates and deadlines are judged by arrival, not by the wait.
+   */
+  readonly backlog: { frame: InboundFrame; at: number }[];
   /** Whether a frame of this session is being checked asynchronously. */
   busy: boolean;
   /** The wire protocol it speaks: "native", or a dialect's name. */

@@ -131,7 +131,9 @@ export const channelPath: Dialect<ChannelPathState> = {
       // The app may still hand us ended sessions; acting on them would bring back ghosts.
       if (!ctx.sessions.has(session.id) || state === undefined) continue;
       const effects: Effect[] = [];
-      if (state.user !== "" && now - state.aliveAt >= IDENTITY_TTL_MS) {
+      // Heartbeats may be waiting behind the authorizer: an identity expires only when none is.
+      const waiting = session.busy || session.backlog.length > 0;
+      if (state.user !== "" && now - state.aliveAt >= IDENTITY_TTL_MS && !waiting) {
         effects.push(...rename(ctx, session, state, ""));
       }
       if (now >= state.beatAt) {

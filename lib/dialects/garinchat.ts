@@ -167,6 +167,9 @@ export const garinchat: Dialect<GarinChatState> = {
     for (const [session, state] of sessions) {
       // The app may still list sessions that have ended (and lost their state).
       if (ctx.sessions.get(session.id) !== session) continue;
+      // A frame that came in time may be waiting (behind a token check or the authorizer):
+      // its own arrival is judged when it is read.
+      if (session.busy || session.backlog.length > 0) continue;
       const late = overdue(state, now);
       if (late !== null) due.push([session.id, late]);
     }
@@ -400,8 +403,10 @@ function joinAllowed(
   state: GarinChatState,
   fields: Fields,
 ): DialectResult {
+  // When the join arrived: its rate window starts then, however long the authorizer takes.
+  const now = ctx.now();
   const checked = checkName(fields.username);
-  if (state.phase !== "join" || !checked.ok) return join(ctx, session, state, fields, ctx.now());
+  if (state.phase !== "join" || !checked.ok) return join(ctx, session, state, fields, now);
   const name = checked.name;
   const refused = (command: string) => () => [
     close(CloseCode.PolicyViolation, `The authorizer refused this ${command}`),
@@ -414,7 +419,7 @@ function joinAllowed(
       session,
       NAME,
       entry,
-      () => join(ctx, session, state, fields, ctx.now()),
+      () => join(ctx, session, state, fields, now),
       refused("join"),
     ), refused("login"));
 }

@@ -9,13 +9,18 @@ import assert from "node:assert/strict";
 import * as jose from "jose";
 import type { Config } from "../../lib/config.ts";
 import { type Clock, createManualClock } from "../../lib/core/clock.ts";
-import { channelPath, channelPathChannel } from "../../lib/dialects/channel_path.ts";
+import {
+  channelPath,
+  channelPathChannel,
+  HEARTBEAT_MS,
+  IDENTITY_TTL_MS,
+} from "../../lib/dialects/channel_path.ts";
 import type { Dialect } from "../../lib/dialects/dialect.ts";
-import { garinchat, roomChannel } from "../../lib/dialects/garinchat.ts";
+import { garinchat, JOIN_TIMEOUT_MS, roomChannel } from "../../lib/dialects/garinchat.ts";
 import { loginChat } from "../../lib/dialects/login_chat.ts";
 import { wschat } from "../../lib/dialects/wschat.ts";
 import { CloseCode } from "../../lib/core/protocol.ts";
-import { startServer, type TestServer, withTimeout } from "../_helpers.ts";
+import { startServer, type TestServer, waitFor, withTimeout } from "../_helpers.ts";
 import { type DialectClient, openDialectClient } from "./_client.ts";
 
 // deno-lint-ignore no-explicit-any
@@ -26,7 +31,7 @@ const refuseMallory = (body: Body) =>
   JSON.stringify(body).includes("mallory") || body.args?.text === "forbidden" ? 403 : 200;
 
 /** A local authorizer answering each call with `policy(body)`'s status, keeping the bodies. */
-function startAuthorizer(policy: (body: Body) => number = refuseMallory) {
+function startAuthorizer(policy: (body: Body) => number | Promise<number> = refuseMallory) {
   const bodies: Body[] = [];
   const waiters: { wanted: (body: Body) => boolean; resolve: () => void }[] = [];
   const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, async (request) => {
@@ -36,7 +41,7 @@ function startAuthorizer(policy: (body: Body) => number = refuseMallory) {
       waiters.splice(waiters.indexOf(waiter), 1);
       waiter.resolve();
     }
-    return new Response(null, { status: policy(body) });
+    return new Response(null, { status: await policy(body) });
   });
   return {
     url: `http://127.0.0.1:${server.addr.port}/authorize`,
@@ -208,4 +213,102 @@ Deno.test("dialect authorizer: down on a dialect's login closes with 1013, as fo
   const client = await server.open("/");
   client.send({ type: "login", username: "bob" });
   assert.equal((await withTimeout(client.closed, "the close")).code, CloseCode.TryAgainLater);
+});
+
+/** A policy that allows everything, but holds the answers to `held` questions until `release`. */
+function holding(held: (body: Body) => boolean) {
+  const gate = Promise.withResolvers<void>();
+  return {
+    policy: async (body: Body) => {
+      if (held(body)) await gate.promise;
+      return 200;
+    },
+    release: () => gate.resolve(),
+  };
+}
+
+Deno.test("dialect authorizer: a channel-path identity does not expire while its heartbeats wait behind a slow answer", async () => {
+  const clock = createManualClock(Date.now());
+  const slow = holding((body) => body.command === "broadcast");
+  await using stub = startAuthorizer(slow.policy);
+  await using server = await serve(stub.url, channelPath, {}, clock);
+  const channel = channelPathChannel("room1");
+  const alice = await server.user("alice", channel);
+  const bob = await server.open("/api/chat/room1");
+  try {
+    await bob.next(); // {"type":"connection",…}
+    bob.send({ type: "identity", user: "bob" });
+    assert.equal(await bob.nextText(), '{"success":true,"type":"identity"}');
+    bob.send({ type: "message", text: "m1" });
+    await stub.calledWith((body) => body.args?.text === "m1");
+    bob.send({ type: "heartbeat" }); // waits behind m1's question
+    clock.advance(IDENTITY_TTL_MS + HEARTBEAT_MS);
+    // The next server heartbeat comes from the timer that would have expired the identity.
+    assert.equal(await bob.nextText(), '{"authenticated":true,"type":"heartbeat"}');
+    slow.release();
+    const message = await alice.nextOf("message");
+    assert.deepEqual([message.from, message.text], ["bob", "m1"], "sent under the name asked");
+  } finally {
+    slow.release();
+    await bob.close();
+    await alice.close();
+  }
+});
+
+Deno.test("dialect authorizer: a GarinChat join in time is not timed out while the authorizer answers", async () => {
+  const secret = "0123456789abcdef0123456789abcdef";
+  const token = await new jose.SignJWT({}).setProtectedHeader({ alg: "HS256" })
+    .sign(new TextEncoder().encode(secret));
+  const clock = createManualClock(Date.now());
+  const slow = holding((body) => body.command === "login");
+  await using stub = startAuthorizer(slow.policy);
+  await using server = await serve(stub.url, garinchat, { garinchatJwtSecret: secret }, clock);
+  const bob = await server.open("/");
+  const idle = await server.open("/"); // never authenticates: its timeout shows the timer ran
+  try {
+    bob.send({ type: "auth", body: token });
+    bob.send({ type: "join", username: "bob", room: "room1" });
+    await stub.calledWith((body) => body.command === "login");
+    clock.advance(JOIN_TIMEOUT_MS + 500);
+    assert.equal((await withTimeout(idle.closed, "the idle one's timeout")).code, 4408);
+    slow.release();
+    assert.equal(JSON.parse(await bob.nextText()).username, "bob", "joined after all");
+  } finally {
+    slow.release();
+    await bob.close();
+    await idle.close();
+  }
+});
+
+Deno.test("dialect authorizer: GarinChat's one frame a second is judged by arrival, not by the wait", async () => {
+  const secret = "0123456789abcdef0123456789abcdef";
+  const token = await new jose.SignJWT({}).setProtectedHeader({ alg: "HS256" })
+    .sign(new TextEncoder().encode(secret));
+  const clock = createManualClock(Date.now());
+  const slow = holding((body) => body.args?.text === "first");
+  await using stub = startAuthorizer(slow.policy);
+  await using server = await serve(stub.url, garinchat, { garinchatJwtSecret: secret }, clock);
+  const bob = await server.open("/");
+  try {
+    bob.send({ type: "auth", body: token });
+    bob.send({ type: "join", username: "bob", room: "room1" });
+    assert.equal(JSON.parse(await bob.nextText()).username, "bob");
+    clock.advance(1001);
+    bob.send({ type: "message", body: "first" });
+    await stub.calledWith((body) => body.args?.text === "first");
+    clock.advance(500);
+    bob.send({ type: "message", body: "second" }); // half a second after the first: one too many
+    // The server has it (it arrived now, and waits behind the first's question)…
+    await waitFor("the second frame to arrive", async () => {
+      const metrics = await (await fetch(`${server.url}/metrics`)).text();
+      return /^hubbub_frames_in_total 4$/m.test(metrics); // auth, join, first, second
+    });
+    clock.advance(1000); // …so that read after the wait, it would look a second and a half later
+    slow.release();
+    const closed = await withTimeout(bob.closed, "the rate limit");
+    assert.equal(closed.code, CloseCode.TooManyRequests);
+  } finally {
+    slow.release();
+    await bob.close();
+  }
 });
