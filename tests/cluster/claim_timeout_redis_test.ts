@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { createRedisEngine } from "../../lib/cluster/engine_redis.ts";
 import { nameKey } from "../../lib/core/names.ts";
-import { startServer } from "../_helpers.ts";
+import { startServer, waitFor } from "../_helpers.ts";
 import { startRedis } from "../e2e/_redis.ts";
 
 Deno.test("claim timeout (Redis): a claim that timed out but ran later is released", async () => {
@@ -17,7 +17,13 @@ Deno.test("claim timeout (Redis): a claim that timed out but ran later is releas
     engine: createRedisEngine({ url: redis.url, prefix: "ct" }),
     nodeId: "node-a",
   });
-  // Logged in once: the node admits claims.
+  // Ready (connected, its names in Redis) and logged in once: the node admits claims. (On a
+  // busy machine, a login before the node is ready waited past a test's patience.)
+  await waitFor("the node to be ready", async () => {
+    const response = await fetch(`${node.url}/readyz`);
+    await response.body?.cancel();
+    return response.status === 200;
+  }, 20_000);
   await (await node.connect()).login("warmup");
   const client = await node.connect();
   // Writes wait 5 s, well past the 2 s command timeout; reads go on.
