@@ -62,12 +62,12 @@ function startAuthorizer(policy: (body: Body) => number | Promise<number> = refu
   };
 }
 
-async function serve(
+function serve(
   authorizerUrl: string,
   dialect: Dialect,
   overrides: Partial<Config> = {},
   clock?: Clock,
-): Promise<TestServer & { open(path: string): Promise<DialectClient> }> {
+): TestServer & { open(path: string): Promise<DialectClient> } {
   const server = startServer({ authorizerUrl, ...overrides }, { dialects: [dialect], clock });
   const base = `${server.url.replace("http", "ws")}/compat/${dialect.name}`;
   return Object.assign(server, {
@@ -77,7 +77,7 @@ async function serve(
 
 Deno.test("dialect authorizer: login-chat's login and chat are asked about; refusals answer as the dialect does", async () => {
   await using stub = startAuthorizer();
-  await using server = await serve(stub.url, loginChat);
+  await using server = serve(stub.url, loginChat);
   const alice = await server.user("alice", "lobby");
   const client = await server.open("/");
   try {
@@ -113,7 +113,7 @@ Deno.test("dialect authorizer: login-chat's login and chat are asked about; refu
 
 Deno.test("dialect authorizer: channel-path's identity and message are asked about", async () => {
   await using stub = startAuthorizer();
-  await using server = await serve(stub.url, channelPath);
+  await using server = serve(stub.url, channelPath);
   const channel = channelPathChannel("room1");
   const alice = await server.user("alice", channel);
   const client = await server.open("/api/chat/room1");
@@ -147,7 +147,7 @@ Deno.test("dialect authorizer: channel-path's identity and message are asked abo
 
 Deno.test("dialect authorizer: a wschat message is asked about under its usr; refused, it is dropped", async () => {
   await using stub = startAuthorizer();
-  await using server = await serve(stub.url, wschat);
+  await using server = serve(stub.url, wschat);
   const alice = await server.user("alice", "lobby");
   const client = await server.open("/");
   try {
@@ -172,7 +172,7 @@ Deno.test("dialect authorizer: a GarinChat join is asked as a login and a join; 
   await using stub = startAuthorizer();
   // GarinChat takes one frame a second: the test moves this clock on between messages.
   const clock = createManualClock(Date.now());
-  await using server = await serve(stub.url, garinchat, { garinchatJwtSecret: secret }, clock);
+  await using server = serve(stub.url, garinchat, { garinchatJwtSecret: secret }, clock);
   const channel = roomChannel("room1");
   const alice = await server.user("alice", channel);
   const mallory = await server.open("/");
@@ -209,7 +209,7 @@ Deno.test("dialect authorizer: a GarinChat join is asked as a login and a join; 
 
 Deno.test("dialect authorizer: down on a dialect's login closes with 1013, as for a native client", async () => {
   await using stub = startAuthorizer((body) => body.command === "login" ? 503 : 200);
-  await using server = await serve(stub.url, loginChat);
+  await using server = serve(stub.url, loginChat);
   const client = await server.open("/");
   client.send({ type: "login", username: "bob" });
   assert.equal((await withTimeout(client.closed, "the close")).code, CloseCode.TryAgainLater);
@@ -231,7 +231,7 @@ Deno.test("dialect authorizer: a channel-path identity does not expire while its
   const clock = createManualClock(Date.now());
   const slow = holding((body) => body.command === "broadcast");
   await using stub = startAuthorizer(slow.policy);
-  await using server = await serve(stub.url, channelPath, {}, clock);
+  await using server = serve(stub.url, channelPath, {}, clock);
   const channel = channelPathChannel("room1");
   const alice = await server.user("alice", channel);
   const bob = await server.open("/api/chat/room1");
@@ -262,7 +262,7 @@ Deno.test("dialect authorizer: a GarinChat join in time is not timed out while t
   const clock = createManualClock(Date.now());
   const slow = holding((body) => body.command === "login");
   await using stub = startAuthorizer(slow.policy);
-  await using server = await serve(stub.url, garinchat, { garinchatJwtSecret: secret }, clock);
+  await using server = serve(stub.url, garinchat, { garinchatJwtSecret: secret }, clock);
   const bob = await server.open("/");
   const idle = await server.open("/"); // never authenticates: its timeout shows the timer ran
   try {
@@ -287,7 +287,7 @@ Deno.test("dialect authorizer: GarinChat's one frame a second is judged by arriv
   const clock = createManualClock(Date.now());
   const slow = holding((body) => body.args?.text === "first");
   await using stub = startAuthorizer(slow.policy);
-  await using server = await serve(stub.url, garinchat, { garinchatJwtSecret: secret }, clock);
+  await using server = serve(stub.url, garinchat, { garinchatJwtSecret: secret }, clock);
   const bob = await server.open("/");
   try {
     bob.send({ type: "auth", body: token });
