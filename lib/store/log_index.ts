@@ -54,6 +54,8 @@ export function createLogIndex(maxPerChannel: number) {
     get: (channel: string): ChannelIndex | undefined => channels.get(channel),
     /** Every channel's index. */
     all: (): IterableIterator<ChannelIndex> => channels.values(),
+    /** Forgets a channel that has no entry left (the store keeps its head elsewhere). */
+    remove: (channel: string): void => void channels.delete(channel),
     /** Sets the head of a channel with no kept row (it outlived its messages). */
     setHead(channel: string, head: number) {
       const index = channels.get(channel);

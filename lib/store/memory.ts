@@ -8,6 +8,7 @@ import {
   type Appended,
   canRecover,
   clampLimit,
+  EXPIRE_EVERY_MS,
   type MessageStore,
   newEpoch,
   type NewMessage,
@@ -33,9 +34,28 @@ const keyOf = (from: string, key: string) => `${from}\u0000${key}`;
  * ```
  */
 export function createMemoryStore(options: StoreOptions = {}): MessageStore {
-  const { maxPerChannel, maxAgeMs, now } = resolveOptions(options);
+  const { maxPerChannel, maxAgeMs, maxEmptyHeads, now } = resolveOptions(options);
   const epoch = newEpoch();
   const logs = new Map<string, Log>();
+  /** Where a channel with no log of its own counts from (`DEFAULT_MAX_EMPTY_HEADS`). */
+  let floor = 0;
+  let lastSweep = now();
+
+  /**
+   * Now and then: drops what expired in every channel, and when too many are left with nothing,
+   * forgets them, keeping only the highest of their heads as the floor they count from again.
+   */
+  const sweep = () => {
+    if (now() - lastSweep < EXPIRE_EVERY_MS) return;
+    lastSweep = now();
+    const empty: string[] = [];
+    for (const channel of logs.keys()) if (kept(channel).length === 0) empty.push(channel);
+    if (empty.length <= maxEmptyHeads) return;
+    for (const channel of empty) {
+      floor = Math.max(floor, logs.get(channel)!.head);
+      logs.delete(channel);
+    }
+  };
 
   /** The channel's log with expired messages dropped; a log keeps its head after emptying. */
   const kept = (channel: string): Entry[] => {
@@ -66,8 +86,9 @@ export function createMemoryStore(options: StoreOptions = {}): MessageStore {
       return { ok: true, epoch, messages: stored };
     },
     append(channel: string, messages: readonly NewMessage[]): Appended {
+      sweep();
       let log = logs.get(channel);
-      if (log === undefined) logs.set(channel, log = { head: 0, entries: [], keys: new Map() });
+      if (log === undefined) logs.set(channel, log = { head: floor, entries: [], keys: new Map() });
       const at = now();
       const stored = messages.map(({ from, text, id, ts, key }): StoredMessage => {
         const message: StoredMessage = {
@@ -103,7 +124,7 @@ export function createMemoryStore(options: StoreOptions = {}): MessageStore {
     },
     since(channel, sinceEpoch, seq, limit) {
       const entries = kept(channel);
-      const head = { epoch, seq: logs.get(channel)?.head ?? 0 };
+      const head = { epoch, seq: logs.get(channel)?.head ?? floor };
       const oldest = entries.length === 0 ? null : entries[0].message.seq;
       const n = clampLimit(limit);
       if (canRecover(head, oldest, sinceEpoch, seq, n)) {
@@ -116,7 +137,7 @@ export function createMemoryStore(options: StoreOptions = {}): MessageStore {
       return { recovered: false, epoch, messages: store.latest(channel, n) };
     },
     head(channel) {
-      return { epoch, seq: logs.get(channel)?.head ?? 0 };
+      return { epoch, seq: logs.get(channel)?.head ?? floor };
     },
     byKey(channel, from, key) {
       kept(channel);

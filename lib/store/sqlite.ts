@@ -37,6 +37,7 @@ import {
   canRecover,
   type ChannelMessage,
   clampLimit,
+  EXPIRE_EVERY_MS,
   type MessageStore,
   newEpoch,
   type NewMessage,
@@ -165,8 +166,6 @@ const SQLITE_BUSY = 5;
 const AUTOCHECKPOINT_PAGES = 10_000;
 /** Rows out of the kept window deleted together (in one append's transaction), in rowid order. */
 const DELETE_EVERY = 2048;
-/** How often, at most, the store looks for messages older than `--history-ttl` in every channel. */
-const EXPIRE_EVERY_MS = 60_000;
 
 const COLUMNS = "channel, seq, id, from_name, text, ts";
 const ALL_COLUMNS = `${COLUMNS}, key, at`;
@@ -178,6 +177,10 @@ function prepare(db: DatabaseSync) {
     commit: db.prepare("COMMIT"),
     insert: db.prepare(`INSERT INTO log (${ALL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
     remove: db.prepare("DELETE FROM log WHERE rowid = ?"),
+    removeHead: db.prepare("DELETE FROM heads WHERE channel = ?"),
+    setFloor: db.prepare(
+      "INSERT INTO meta (key, value) VALUES ('heads_floor', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    ),
     setHead: db.prepare(
       "INSERT INTO heads (channel, seq) VALUES (?, ?) ON CONFLICT (channel) DO UPDATE SET seq = excluded.seq",
     ),
@@ -197,6 +200,14 @@ function prepare(db: DatabaseSync) {
     (read as Partial<{ setReturnArrays(enabled: boolean): void }>).setReturnArrays?.(true);
   }
   return q;
+}
+
+/** The highest head of the channels whose heads were folded (`StoreOptions.maxEmptyHeads`). */
+function floorOf(db: DatabaseSync): number {
+  const found = db.prepare("SELECT value FROM meta WHERE key = 'heads_floor'").get() as
+    | { value: string }
+    | undefined;
+  return found === undefined ? 0 : Number(found.value);
 }
 
 /** The epoch the file was given when it was created (a new file gets one now). */
@@ -291,7 +302,7 @@ function createSqliteStore(
   path: string | null,
   options: SqliteOptions,
 ): MessageStore {
-  const { maxPerChannel, maxAgeMs, now } = resolveOptions(options);
+  const { maxPerChannel, maxAgeMs, maxEmptyHeads, now } = resolveOptions(options);
   const deleteEvery = Math.max(1, Math.floor(options.deleteEvery ?? DELETE_EVERY));
   const busyTimeoutMs = Math.max(0, Math.floor(options.busyTimeoutMs ?? BUSY_TIMEOUT_MS));
   db.exec(`PRAGMA busy_timeout = ${busyTimeoutMs}; PRAGMA cache_size = -16384;`);
@@ -307,12 +318,15 @@ function createSqliteStore(
   /** Rows out of the kept window (trimmed or expired), deleted `deleteEvery` at a time. */
   let dead: number[] = [];
   let epoch: string;
+  /** Where a channel with no head of its own counts from (see `fold`). */
+  let floor: number;
   let q: ReturnType<typeof prepare>;
   try {
     db.exec(`PRAGMA wal_autocheckpoint = ${checkpointer === null ? AUTOCHECKPOINT_PAGES : 0}`);
     db.exec(SCHEMA);
     migrate(db);
     epoch = epochOf(db);
+    floor = floorOf(db);
     q = prepare(db);
     load(db, q, index, dead);
   } catch (error) {
@@ -344,22 +358,47 @@ function createSqliteStore(
     return q.rows.all(JSON.stringify(rowids)).map((row) => toMessage(toRow(row)));
   };
   /**
-   * Inside an append's transaction: expires every channel now and then,
-   * keeps the heads of channels left with no row, and deletes the dead rows
-   * once there are enough of them; true when it deleted them (every row in
-   * `dead`).
+   * Inside an append's transaction: expires every channel now and then (and
+   * folds the channels left with no row when there are too many), keeps the
+   * heads of channels left with no row, and deletes the dead rows once there
+   * are enough of them or after a fold; true when it deleted them (every row
+   * in `dead`).
    */
   let lastExpiry = now();
   const collect = (time: number): boolean => {
+    let folded = false;
     if (time - lastExpiry >= EXPIRE_EVERY_MS) {
       lastExpiry = time;
-      for (const channel of index.all()) expire(channel, time);
+      const empty: ChannelIndex[] = [];
+      for (const channel of index.all()) {
+        expire(channel, time);
+        if (channel.rowids.length === 0) empty.push(channel);
+      }
+      folded = empty.length > maxEmptyHeads;
+      if (folded) fold(empty);
     }
     for (const channel of emptied) q.setHead.run(channel.channel, channel.head);
-    if (dead.length < deleteEvery) return false;
+    // A folded channel's rows go now: read back at a restart, they would give it its old head,
+    // below the floor its clients may have been told.
+    if (!folded && dead.length < deleteEvery) return false;
     // In rowid order: the oldest pages first, each written once.
     for (const rowid of dead.sort((x, y) => x - y)) q.remove.run(rowid);
     return true;
+  };
+
+  /**
+   * Inside an append's transaction: forgets channels that have no message left, keeping only the
+   * highest of their heads (`floor`), from which such a channel counts again. (In memory, the
+   * change stands even if the transaction fails: the floor only rises, so no seq is given twice.)
+   */
+  const fold = (empty: readonly ChannelIndex[]) => {
+    for (const channel of empty) {
+      floor = Math.max(floor, channel.head);
+      index.remove(channel.channel);
+      emptied.delete(channel);
+      q.removeHead.run(channel.channel);
+    }
+    q.setFloor.run(String(floor));
   };
 
   /**
@@ -400,7 +439,7 @@ function createSqliteStore(
         const lastSeqs = new Map<string, number>();
         for (const { channel, message } of entries) {
           const { from, text, id, ts } = message;
-          const seq = (lastSeqs.get(channel) ?? index.get(channel)?.head ?? 0) + 1;
+          const seq = (lastSeqs.get(channel) ?? index.get(channel)?.head ?? floor) + 1;
           lastSeqs.set(channel, seq);
           const key = message.key ?? null;
           const { lastInsertRowid } = q.insert.run(channel, seq, id, from, text, ts, key, at);
@@ -440,7 +479,7 @@ function createSqliteStore(
     },
     since(channel, sinceEpoch, seq, limit) {
       const found = kept(channel);
-      const head = { epoch, seq: found?.head ?? 0 };
+      const head = { epoch, seq: found?.head ?? floor };
       const oldest = found === undefined || found.rowids.length === 0 ? null : found.first;
       const n = clampLimit(limit);
       if (!canRecover(head, oldest, sinceEpoch, seq, n)) {
@@ -450,7 +489,7 @@ function createSqliteStore(
       return { recovered: true, epoch, messages: missed };
     },
     head(channel) {
-      return { epoch, seq: index.get(channel)?.head ?? 0 };
+      return { epoch, seq: index.get(channel)?.head ?? floor };
     },
     byKey(channel, from, key) {
       const found = kept(channel);

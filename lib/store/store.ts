@@ -54,12 +54,25 @@ export type StoreOptions = {
   maxAgeMs?: number;
   /** The time source for ages; injected so trimming is tested without waiting. */
   clock?: Pick<Clock, "now">;
+  /** Channels left with no message kept past which their heads are folded (default 10,000). */
+  maxEmptyHeads?: number;
 };
 
 /** The default of `StoreOptions.maxPerChannel`. */
 export const DEFAULT_MAX_PER_CHANNEL = 1000;
 /** The default of `StoreOptions.maxAgeMs`: 7 days. */
 export const DEFAULT_MAX_AGE_MS = 7 * 24 * 60 * 60 * 1000;
+/**
+ * The default of `StoreOptions.maxEmptyHeads`. A channel whose messages all went keeps its head,
+ * so that its numbering goes on where it stopped; that cost memory for every channel anyone ever
+ * wrote to, for good. Past this many, the store keeps one number for all of them instead, the
+ * highest of their heads (the floor), and such a channel's numbering goes on after the floor: a
+ * seq is never given twice within an epoch, and a client that knew an older seq of it is told
+ * `recovered: false`.
+ */
+export const DEFAULT_MAX_EMPTY_HEADS = 10_000;
+/** How often a store looks over every channel for messages past their age. */
+export const EXPIRE_EVERY_MS = 60_000;
 
 /** A per-channel message history with an epoch and continuous seqs. */
 export interface MessageStore {
@@ -78,7 +91,7 @@ export interface MessageStore {
   before(channel: string, seq: number, limit: number): StoredMessage[];
   /** Every message of `channel` after `seq` in `epoch`, or the latest `limit` when it cannot. */
   since(channel: string, epoch: string, seq: number, limit: number): Recovery;
-  /** The epoch and latest seq of `channel` (0 when it has had no message). */
+  /** The epoch and latest seq of `channel` (the floor, 0 at first, when it has had no message). */
   head(channel: string): Head;
   /** The kept message `from` sent into `channel` with `key`, or null when none is kept. */
   byKey(channel: string, from: string, key: string): StoredMessage | null;
@@ -87,7 +100,12 @@ export interface MessageStore {
 }
 
 /** The store's resolved limits and clock. */
-export type ResolvedOptions = { maxPerChannel: number; maxAgeMs: number; now: () => number };
+export type ResolvedOptions = {
+  maxPerChannel: number;
+  maxAgeMs: number;
+  maxEmptyHeads: number;
+  now: () => number;
+};
 
 /** Fills in the defaults of `options`. */
 export function resolveOptions(options: StoreOptions = {}): ResolvedOptions {
@@ -95,6 +113,7 @@ export function resolveOptions(options: StoreOptions = {}): ResolvedOptions {
   return {
     maxPerChannel: Math.max(1, Math.floor(options.maxPerChannel ?? DEFAULT_MAX_PER_CHANNEL)),
     maxAgeMs: Math.max(1, options.maxAgeMs ?? DEFAULT_MAX_AGE_MS),
+    maxEmptyHeads: Math.max(0, Math.floor(options.maxEmptyHeads ?? DEFAULT_MAX_EMPTY_HEADS)),
     now: () => clock.now(),
   };
 }

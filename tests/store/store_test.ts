@@ -632,3 +632,52 @@ Deno.test("store (sqlite file): a reader holding the log back does not hold comm
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+for (const [name, make] of IMPLEMENTATIONS) {
+  Deno.test(`store (${name}): channels left with no message fold into one floor, and count on from it`, () => {
+    const clock = createManualClock(1_000_000);
+    const store = make({ clock, maxAgeMs: HOUR, maxEmptyHeads: 2 });
+    append(store, "a", batch(1));
+    append(store, "b", batch(3));
+    append(store, "c", batch(2));
+    const { epoch } = store.head("a");
+    clock.advance(HOUR / 2);
+    append(store, "kept", batch(1));
+    clock.advance(HOUR / 2 + 60_000); // a, b and c expired (three: over 2), and a sweep is due
+    append(store, "z", batch(1)); // (an append sweeps)
+    for (const channel of ["a", "b", "c", "never"]) {
+      assert.deepEqual(store.head(channel), { epoch, seq: 3 }, `${channel}: the floor`);
+    }
+    assert.equal(store.head("kept").seq, 1, "a channel with a message kept is not folded");
+    assert.equal(store.since("a", epoch, 1, 10).recovered, false, "a's seq 2 and 3 never were");
+    assert.equal(store.since("b", epoch, 3, 10).recovered, true, "nothing after b's 3");
+    assert.deepEqual(seqs(append(store, "a", batch(2)).messages), [4, 5], "never a seq twice");
+    store.close();
+  });
+}
+
+Deno.test("store (sqlite file): folded heads stay folded after a restart", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "hubbub-store-" });
+  try {
+    const path = join(dir, "history.db");
+    const clock = createManualClock(1_000_000);
+    const options = { clock, maxAgeMs: HOUR, maxEmptyHeads: 1 };
+    const first = sqliteStore(path, options);
+    append(first, "a", batch(4));
+    append(first, "b", batch(2));
+    clock.advance(HOUR + 60_000);
+    append(first, "z", batch(1));
+    first.close();
+    const second = sqliteStore(path, options);
+    assert.equal(second.head("a").seq, 4);
+    assert.equal(second.head("b").seq, 4, "b counts from the floor: its own head is gone");
+    assert.deepEqual(seqs(append(second, "b", batch(1)).messages), [5]);
+    second.close();
+    const db = new DatabaseSync(path);
+    const { count } = db.prepare("SELECT count(*) AS count FROM heads").get() as { count: number };
+    db.close();
+    assert.equal(count, 0, "the heads table keeps none of them");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
