@@ -4,12 +4,19 @@
  *
  * @module
  */
+import { nameKeys } from "./names.ts";
 import type { SessionId } from "./registry.ts";
 
 /** Every channel and who is in it. */
 export interface Channels {
   /** Channel name → member session → the name it joined under. */
   readonly members: Map<string, Map<SessionId, string>>;
+  /**
+   * Names held in one channel only, outside the server-wide registry (channel-path identities):
+   * channel → name key (`nameKeys`) → the member holding it. Nobody joins a channel under a name
+   * that collides with one of these; a member's go when it leaves.
+   */
+  readonly localNames: Map<string, Map<string, SessionId>>;
   /**
    * Called before any member joins or leaves. The app delivers the messages
    * still waiting to be stored here, so that none reaches a member who
@@ -26,7 +33,7 @@ export interface ChannelSummary {
 
 /** Creates an empty channel map. */
 export function createChannels(): Channels {
-  return { members: new Map() };
+  return { members: new Map(), localNames: new Map() };
 }
 
 /** Adds a member; false when it was a member already. */
@@ -55,7 +62,36 @@ export function leaveChannel(channels: Channels, channel: string, session: Sessi
   const members = channels.members.get(channel);
   if (members === undefined || !members.delete(session)) return false;
   if (members.size === 0) channels.members.delete(channel);
+  holdLocalName(channels, channel, session, []);
   return true;
+}
+
+/** Makes `keys` the names `session` holds in `channel` alone (none: `[]`), in place of its others. */
+export function holdLocalName(
+  channels: Channels,
+  channel: string,
+  session: SessionId,
+  keys: readonly string[],
+): void {
+  let held = channels.localNames.get(channel);
+  if (held === undefined && keys.length === 0) return;
+  held ??= new Map();
+  for (const [key, holder] of held) if (holder === session) held.delete(key);
+  for (const key of keys) held.set(key, session);
+  if (held.size === 0) channels.localNames.delete(channel);
+  else channels.localNames.set(channel, held);
+}
+
+/** Whether another member holds a name in `channel` alone that collides with `name`. */
+export function localNameTaken(
+  channels: Channels,
+  channel: string,
+  session: SessionId,
+  name: string,
+): boolean {
+  const held = channels.localNames.get(channel);
+  if (held === undefined || name === "") return false; // (most channels: no name keys to make)
+  return nameKeys(name).some((key) => held.has(key) && held.get(key) !== session);
 }
 
 /** Whether `session` is a member of `channel`. */

@@ -11,6 +11,7 @@ import {
   joinChannel,
   leaveChannel,
   listChannels,
+  localNameTaken,
   memberCount,
   memberNames,
 } from "./channels.ts";
@@ -226,6 +227,11 @@ function join(
       const message =
         `Cannot join channel "${channel}": limit of ${maxChannelMembers} members reached`;
       return [error("channel_full", message, ref)];
+    }
+    // A channel-path identity there (it holds its name in that channel alone) came first.
+    if (localNameTaken(core.channels, channel, session.id, name)) {
+      const message = `Name "${name}" is used in channel "${channel}" by another client`;
+      return [error("name_taken", message, ref)];
     }
   }
   // Joining twice is answered again but announced once.

@@ -8,7 +8,7 @@
  */
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
-import { memberCount } from "../core/channels.ts";
+import { holdLocalName, memberCount } from "../core/channels.ts";
 import {
   type Dialect,
   type DialectContext,
@@ -218,10 +218,16 @@ function rename(
 ): Effect[] {
   if (state.user === user) return [];
   state.user = user;
-  return [
+  const effects = [
     ...exitChannel(ctx.channels, session, state.channel),
     ...enterChannel(ctx.channels, session, user, state.channel),
   ];
+  // Held in this channel alone: a member of another protocol cannot join under a look-alike.
+  // (Leaving let go of the old one.)
+  if (user !== "" && session.channels.has(state.channel)) {
+    holdLocalName(ctx.channels, state.channel, session.id, nameKeys(user));
+  }
+  return effects;
 }
 
 /** A message's text as native clients see it: its `text`, else the JSON of it ("" when absent). */

@@ -421,3 +421,30 @@ Deno.test("channel-path: a message over --max-text-length is ignored; the next o
     await alice.close();
   }
 });
+
+Deno.test("channel-path: nobody joins a channel under a look-alike of an identity there; free once it leaves", async () => {
+  const { server } = serve();
+  await using _ = server;
+  const channel = channelPathChannel("r2");
+  const alice = await server.user("alice", channel);
+  const bob = await join(server, "/x/y/r2");
+  assert.equal(await identify(bob, "bob"), IDENTITY_OK);
+  await alice.nextOf("presence"); // bob joins
+  for (const name of ["b0b", "BOB"]) {
+    const native = await server.user(name);
+    native.send({ type: "join", channel, ref: 1 });
+    const refused = await native.next();
+    assert.deepEqual([refused.type, refused.code, refused.ref], ["error", "name_taken", 1], name);
+    await native.close();
+  }
+  await bob.close();
+  assert.deepEqual(await alice.nextOf("presence"), {
+    type: "presence",
+    channel,
+    event: "leave",
+    name: "bob",
+  });
+  const late = await server.user("b0b", channel); // (joins, or the helper fails)
+  await late.close();
+  await alice.close();
+});
