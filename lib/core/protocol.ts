@@ -144,7 +144,7 @@ export const ERROR_CODES = {
   unknown_type: "The `type` is not a command this server knows",
   not_logged_in: "The command needs a login first",
   already_logged_in: "This connection holds a name already; log out first",
-  name_taken: "Someone else holds that name",
+  name_taken: "Someone else holds that name (on `join`: a channel-path identity in that channel)",
   invalid_name: "The name breaks the name rules",
   invalid_channel: "The channel name breaks the channel rules",
   not_joined: "The command needs membership of the channel",
