@@ -598,7 +598,7 @@ export function createCluster(options: ClusterOptions): Cluster {
     missed(channel, reason) {
       if (stopped) return;
       options.log.warn(
-        "cluster: numbered messages were gone before this node read them; members here must rejoin",
+        "cluster: numbered messages were gone before this node read them, or the history started over; members here must rejoin",
         { channel, reason },
       );
       options.missed?.(channel);

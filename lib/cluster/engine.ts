@@ -50,8 +50,9 @@ export interface EngineListener {
   down(reason: string): void;
   /**
    * Numbered messages of `channel` were gone from the log before this engine
-   * could deliver them (where the log delivers each channel itself: Deno KV);
-   * `reason` is for the log.
+   * could deliver them, or its history started over at seq 1 after it had
+   * some (where the log delivers each channel itself: Deno KV); `reason` is
+   * for the log.
    */
   missed?(channel: string, reason: string): void;
 }

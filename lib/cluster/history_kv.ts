@@ -77,7 +77,10 @@ export interface KvLogOptions {
   now?: () => number;
   /** Hands a message's payload to the node, as the bus does (`{"n":node,"m":[…]}`). */
   deliver(payload: string): void;
-  /** Messages of followed `channel` were gone before this engine read them; `reason` is for the log. */
+  /**
+   * Messages of followed `channel` were gone before this engine read them, or
+   * its history started over after it had some; `reason` is for the log.
+   */
   lost(channel: string, reason: string): void;
   /** Carries each commit to the other engines of the process, ahead of their watches. */
   fastPath?: FastPath;

@@ -21,8 +21,9 @@
  * starts over starts again at seq 1). A channel's messages keep their order;
  * messages of different channels, and the bus's presence, have none between
  * them. An engine that falls so far behind that messages are gone before it
- * reads them says so (`lost`, so the node can tell that channel's members),
- * and goes on from what is there.
+ * reads them, or whose channel's history starts over after it knew of
+ * messages there, says so (`lost`, so the node can tell that channel's
+ * members), and goes on from what is there.
  *
  * @module
  */
@@ -62,7 +63,10 @@ export interface FollowerOptions {
   entry(value: unknown): LogEntry | null;
   /** Hands a payload to the node, as the bus does. */
   deliver(payload: string): void;
-  /** Messages of `channel` were gone before they could be read; `reason` is for the log. */
+  /**
+   * Messages of `channel` were gone before they could be read, or its history
+   * started over after it had some; `reason` is for the log.
+   */
   lost(channel: string, reason: string): void;
   /** Carries commits to the other engines of the process, if any. */
   fastPath?: FastPath;
@@ -250,6 +254,22 @@ export function createFollower(options: FollowerOptions): Follower {
     }
   };
 
+  /**
+   * `channel`'s history is run `gen` now, from seq 1 again. If this engine
+   * knew of messages of the previous run (it delivered some, or its starting
+   * point was past some), members here would take the new seqs for ones they
+   * have seen, or missed some: that is said first, before any is delivered.
+   * Where it knew of none (members here saw nothing), it starts quietly.
+   */
+  const startOver = (state: Followed, gen: string) => {
+    if (Math.max(state.last, state.known) > 0) {
+      handOver(state);
+      options.lost(state.channel, `the history of "${state.channel}" started over at seq 1`);
+    }
+    state.gen = gen;
+    state.last = state.known = 0;
+  };
+
   /** A head from the store (the start, a watch or a poll). */
   const onHead = (state: Followed, value: unknown) => {
     const head = options.head(value);
@@ -259,10 +279,7 @@ export function createFollower(options: FollowerOptions): Follower {
       state.last = state.known = head?.top ?? 0;
       for (const seq of state.pending.keys()) if (seq <= state.last) state.pending.delete(seq);
     } else if (head === null) return; // expired: the next message starts a new run
-    else if (head.gen !== state.gen) {
-      state.gen = head.gen;
-      state.last = state.known = 0;
-    }
+    else if (head.gen !== state.gen) startOver(state, head.gen);
     if (head !== null) state.known = Math.max(state.known, head.top);
     pump(state);
   };
@@ -278,10 +295,7 @@ export function createFollower(options: FollowerOptions): Follower {
     const state = followed.get(channel);
     if (state === undefined) return;
     // A run's first message names it: the channel had none, or its history started over.
-    if (first === 1 && state.gen !== undefined && state.gen !== gen) {
-      state.gen = gen;
-      state.last = state.known = 0;
-    }
+    if (first === 1 && state.gen !== undefined && state.gen !== gen) startOver(state, gen);
     messages.forEach((message, i) => {
       const seq = first + i;
       if (seq > state.last && state.pending.size < MAX_PENDING) {

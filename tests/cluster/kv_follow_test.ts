@@ -271,4 +271,7 @@ Deno.test("kv follow: a history that starts over (the store emptied) is delivere
   await op.commit();
   await a.append("room", "new");
   assert.deepEqual(await b.take(1), ["room:new"]);
+  // Its members here had seen seqs 1 and 2 of the old run: the node is told, so it can tell them.
+  assert.match(await b.events.next("missed"), /^missed room: the history of "room" started over/);
+  assert.equal(b.events.size, 0, "the engine stayed up");
 });
