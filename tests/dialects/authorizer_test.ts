@@ -166,13 +166,11 @@ Deno.test("dialect authorizer: a wschat message is asked about under its usr; re
 });
 
 Deno.test("dialect authorizer: a GarinChat join is asked as a login and a join; refused, it closes with 1008", async () => {
-  const secret = "0123456789abcdef0123456789abcdef";
-  const token = await new jose.SignJWT({}).setProtectedHeader({ alg: "HS256" })
-    .sign(new TextEncoder().encode(secret));
+  const token = await garinchatToken();
   await using stub = startAuthorizer();
   // GarinChat takes one frame a second: the test moves this clock on between messages.
   const clock = createManualClock(Date.now());
-  await using server = serve(stub.url, garinchat, { garinchatJwtSecret: secret }, clock);
+  await using server = serve(stub.url, garinchat, { garinchatJwtSecret: GARINCHAT_SECRET }, clock);
   const channel = roomChannel("room1");
   const alice = await server.user("alice", channel);
   const mallory = await server.open("/");
@@ -215,6 +213,12 @@ Deno.test("dialect authorizer: down on a dialect's login closes with 1013, as fo
   assert.equal((await withTimeout(client.closed, "the close")).code, CloseCode.TryAgainLater);
 });
 
+/** GarinChat's own secret in these tests, and a token it takes (any name: no token is required). */
+const GARINCHAT_SECRET = "0123456789abcdef0123456789abcdef";
+const garinchatToken = () =>
+  new jose.SignJWT({}).setProtectedHeader({ alg: "HS256" })
+    .sign(new TextEncoder().encode(GARINCHAT_SECRET));
+
 /** A policy that allows everything, but holds the answers to `held` questions until `release`. */
 function holding(held: (body: Body) => boolean) {
   const gate = Promise.withResolvers<void>();
@@ -256,13 +260,11 @@ Deno.test("dialect authorizer: a channel-path identity does not expire while its
 });
 
 Deno.test("dialect authorizer: a GarinChat join in time is not timed out while the authorizer answers", async () => {
-  const secret = "0123456789abcdef0123456789abcdef";
-  const token = await new jose.SignJWT({}).setProtectedHeader({ alg: "HS256" })
-    .sign(new TextEncoder().encode(secret));
+  const token = await garinchatToken();
   const clock = createManualClock(Date.now());
   const slow = holding((body) => body.command === "login");
   await using stub = startAuthorizer(slow.policy);
-  await using server = serve(stub.url, garinchat, { garinchatJwtSecret: secret }, clock);
+  await using server = serve(stub.url, garinchat, { garinchatJwtSecret: GARINCHAT_SECRET }, clock);
   const bob = await server.open("/");
   const idle = await server.open("/"); // never authenticates: its timeout shows the timer ran
   try {
@@ -281,13 +283,11 @@ Deno.test("dialect authorizer: a GarinChat join in time is not timed out while t
 });
 
 Deno.test("dialect authorizer: GarinChat's one frame a second is judged by arrival, not by the wait", async () => {
-  const secret = "0123456789abcdef0123456789abcdef";
-  const token = await new jose.SignJWT({}).setProtectedHeader({ alg: "HS256" })
-    .sign(new TextEncoder().encode(secret));
+  const token = await garinchatToken();
   const clock = createManualClock(Date.now());
   const slow = holding((body) => body.args?.text === "first");
   await using stub = startAuthorizer(slow.policy);
-  await using server = serve(stub.url, garinchat, { garinchatJwtSecret: secret }, clock);
+  await using server = serve(stub.url, garinchat, { garinchatJwtSecret: GARINCHAT_SECRET }, clock);
   const bob = await server.open("/");
   try {
     bob.send({ type: "auth", body: token });
