@@ -177,11 +177,8 @@ export function createContext(
     connectRate: { perSecond: config.connectRate, burst: config.connectRate * 2 },
   });
   const sessions = new Map<SessionId, Session>();
-  const dialects = new Map(
-    servedDialects(config, deps.dialects ?? []).map((
-      dialect,
-    ) => [dialect.name, dialect as Dialect]),
-  );
+  const served = servedDialects(config, deps.dialects ?? []);
+  const dialects = new Map(served.map((dialect) => [dialect.name, dialect as Dialect]));
   const dialectStates = new Map<SessionId, unknown>();
   const jwt = jwtVerifierFor(config);
   const authorizer = authorizerFor(config, log);
