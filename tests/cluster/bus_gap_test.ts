@@ -10,28 +10,12 @@
  * members talk, then node B comes back.
  */
 import assert from "node:assert/strict";
-import { createMemoryCluster } from "../../lib/cluster/engine.ts";
-import { createManualClock } from "../../lib/core/clock.ts";
-import { startServer, type TestServer, withTimeout } from "../_helpers.ts";
+import { withTimeout } from "../_helpers.ts";
+import { startMemoryNodes } from "./_memory_nodes.ts";
 import { barrier, broadcast, messages } from "../history/_history.ts";
 
-function startNodes(history?: { maxPerChannel: number; ttlMs: number }) {
-  const clock = createManualClock(Date.UTC(2026, 0, 1));
-  const cluster = createMemoryCluster({ history, clock });
-  const engines = [cluster.engine(), cluster.engine()];
-  const config = { rateBurst: 100_000, idleTimeout: 0 };
-  const nodes: TestServer[] = engines.map((engine, i) =>
-    startServer(config, { engine, nodeId: `node${i}`, clock })
-  );
-  return {
-    nodes,
-    engines,
-    cluster,
-    async [Symbol.asyncDispose]() {
-      for (const node of nodes) await node[Symbol.asyncDispose]();
-    },
-  };
-}
+const startNodes = (history?: { maxPerChannel: number; ttlMs: number }) =>
+  startMemoryNodes({ history });
 
 const texts = (frames: Record<string, unknown>[]) => frames.map((f) => [f.seq, f.text]);
 

@@ -9,28 +9,13 @@
  * or only from the read of its member's join (no message came since).
  */
 import assert from "node:assert/strict";
-import { createMemoryCluster } from "../../lib/cluster/engine.ts";
-import { createManualClock } from "../../lib/core/clock.ts";
-import { type Frame, startServer, type TestServer, withTimeout } from "../_helpers.ts";
+import { type Frame, withTimeout } from "../_helpers.ts";
+import { startMemoryNodes } from "./_memory_nodes.ts";
 import { barrier, broadcast, join, messages } from "../history/_history.ts";
 
 const TTL_MS = 5_000;
 
-function startNodes() {
-  const clock = createManualClock(Date.UTC(2026, 0, 1));
-  const cluster = createMemoryCluster({ history: { maxPerChannel: 100, ttlMs: TTL_MS }, clock });
-  const config = { rateBurst: 100_000, idleTimeout: 0 };
-  const nodes: TestServer[] = [0, 1].map((i) =>
-    startServer(config, { engine: cluster.engine(), nodeId: `node${i}`, clock })
-  );
-  return {
-    nodes,
-    clock,
-    async [Symbol.asyncDispose]() {
-      for (const node of nodes) await node[Symbol.asyncDispose]();
-    },
-  };
-}
+const startNodes = () => startMemoryNodes({ history: { maxPerChannel: 100, ttlMs: TTL_MS } });
 
 for (const known of ["a message", "a join's read"] as const) {
   Deno.test(`history restart: a history that expired with members connected closes them with 1013 (known from ${known})`, async () => {

@@ -6,30 +6,12 @@
  * lists from presence stay right.
  */
 import assert from "node:assert/strict";
-import { createMemoryCluster } from "../../lib/cluster/engine.ts";
-import { createManualClock } from "../../lib/core/clock.ts";
-import { type Frame, startServer, type TestClient, type TestServer } from "../_helpers.ts";
+import type { Frame, TestClient } from "../_helpers.ts";
+import { startMemoryNodes } from "./_memory_nodes.ts";
 
 const LEASE_S = 30;
 
-function startNodes() {
-  const clock = createManualClock(Date.UTC(2026, 0, 1));
-  const cluster = createMemoryCluster({ clock });
-  const engines = [cluster.engine(), cluster.engine()];
-  const config = { rateBurst: 100_000, idleTimeout: 0, nameLease: LEASE_S };
-  const nodes: TestServer[] = engines.map((engine, i) =>
-    startServer(config, { engine, nodeId: `node${i}`, clock })
-  );
-  return {
-    nodes,
-    engines,
-    cluster,
-    clock,
-    async [Symbol.asyncDispose]() {
-      for (const node of nodes) await node[Symbol.asyncDispose]();
-    },
-  };
-}
+const startNodes = () => startMemoryNodes({ config: { nameLease: LEASE_S } });
 
 /** Presence events `client` gets up to its pong, as "event:name"; any other frame fails. */
 async function presenceUntilPong(client: TestClient): Promise<string[]> {

@@ -10,10 +10,9 @@
  */
 import assert from "node:assert/strict";
 import type { Config } from "../../lib/config.ts";
-import { createMemoryCluster, type Engine, type MemoryCluster } from "../../lib/cluster/engine.ts";
-import { createManualClock, type ManualClock } from "../../lib/core/clock.ts";
 import { loginChat } from "../../lib/dialects/login_chat.ts";
-import { expectError, type Frame, startServer, type TestServer } from "../_helpers.ts";
+import { expectError, type Frame, type TestServer } from "../_helpers.ts";
+import { startMemoryNodes } from "../cluster/_memory_nodes.ts";
 import { openDialectClient } from "../dialects/_client.ts";
 import {
   barrier,
@@ -29,37 +28,18 @@ import {
 
 const API_KEY = "api-key-0123456789abcdef";
 
-/** Two or more nodes on one memory cluster, with their engines and clock; disposed together. */
-interface Nodes extends AsyncDisposable {
-  readonly nodes: TestServer[];
-  readonly engines: Engine[];
-  readonly cluster: MemoryCluster;
-  readonly clock: ManualClock;
-}
-
-function startNodes(
+/** `count` nodes on one memory cluster, with the API and login-chat; see `startMemoryNodes`. */
+const startNodes = (
   count: number,
   overrides: Partial<Config> = {},
   history?: { maxPerChannel: number; ttlMs: number },
-): Nodes {
-  const clock = createManualClock(Date.UTC(2026, 0, 1));
-  const cluster = createMemoryCluster({ history, clock });
-  const engines = Array.from({ length: count }, () => cluster.engine());
-  // The manual clock refills no rate limit: the burst covers a whole test.
-  const config = { apiKey: API_KEY, rateBurst: 100_000, idleTimeout: 0, ...overrides };
-  const nodes = engines.map((engine, i) =>
-    startServer(config, { engine, nodeId: `node${i}`, clock, dialects: [loginChat] })
-  );
-  return {
-    nodes,
-    engines,
-    cluster,
-    clock,
-    async [Symbol.asyncDispose]() {
-      for (const node of nodes) await node[Symbol.asyncDispose]();
-    },
-  };
-}
+) =>
+  startMemoryNodes({
+    count,
+    config: { apiKey: API_KEY, ...overrides },
+    history,
+    dialects: [loginChat],
+  });
 
 Deno.test("history cluster: two nodes publishing into one channel give every member, on both, the same seq order", async () => {
   await using c = startNodes(2);
